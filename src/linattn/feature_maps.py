@@ -1,0 +1,87 @@
+"""Feature maps phi with phi(q) . phi(k) >= 0, usable as linear_attention(..., feature_map=...)."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .validation import check_tensor
+
+
+def elu_plus_one(x):
+    """phi(x) = elu(x) + 1 (Katharopoulos et al. 2020): positive, smooth, gradient everywhere."""
+    return F.elu(x) + 1
+
+
+def relu_features(x):
+    """phi(x) = max(x, 0): non-negative, but rows can be all zero and negatives get no gradient."""
+    return F.relu(x)
+
+
+def poly2_features(x):
+    """Exact degree-2 polynomial map: phi(x) = vec(x x^T), so phi(q) . phi(k) = (q . k)^2."""
+    return (x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)
+
+
+class PerformerFeatures:
+    """Positive random features (FAVOR+, Choromanski et al. 2021) estimating exp(q . k * scale^2).
+
+    phi(x) = exp(W x' - |x'|^2 / 2) / sqrt(m) with x' = scale * x and the m rows of W Gaussian
+    (made orthogonal in blocks of d when `orthogonal`), so E[phi(q) . phi(k)] = exp(q' . k').
+    The default scale d^(-1/4) on each side makes the kernel softmax's exp(q . k / sqrt(d)).
+    """
+
+    def __init__(self, dim, num_features, *, seed=0, orthogonal=True, scale=None):
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"num_features must be a positive int, got {num_features!r}")
+        self.dim, self.num_features, self.seed = dim, num_features, seed
+        self.orthogonal = orthogonal
+        self.scale = dim ** -0.25 if scale is None else float(scale)
+        self.weight = self._draw(torch.Generator().manual_seed(seed))
+
+    def _draw(self, gen):
+        d, m = self.dim, self.num_features
+        if not self.orthogonal:
+            return torch.randn(m, d, generator=gen, dtype=torch.float64)
+        blocks = []
+        for _ in range(math.ceil(m / d)):
+            q, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+            blocks.append(q.T)
+        # Orthogonal rows have unit length; rescale to the lengths Gaussian rows would have.
+        norms = torch.randn(m, d, generator=gen, dtype=torch.float64).norm(dim=1, keepdim=True)
+        return torch.cat(blocks)[:m] * norms
+
+    def __call__(self, x):
+        check_tensor("x", x, min_dim=1)
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"PerformerFeatures(dim={self.dim}) got input of shape {tuple(x.shape)}")
+        xs = x * self.scale
+        w = self.weight.to(device=x.device, dtype=x.dtype)
+        log_phi = xs @ w.T - 0.5 * (xs * xs).sum(-1, keepdim=True)
+        return torch.exp(log_phi) / math.sqrt(self.num_features)
+
+    def __repr__(self):
+        return (f"PerformerFeatures(dim={self.dim}, num_features={self.num_features}, "
+                f"seed={self.seed}, orthogonal={self.orthogonal})")
+
+
+FEATURE_MAPS = {"elu": elu_plus_one, "relu": relu_features, "poly2": poly2_features}
+
+
+def get_feature_map(feature_map):
+    """A callable phi from a name in FEATURE_MAPS or a callable (returned as is)."""
+    if callable(feature_map):
+        return feature_map
+    if isinstance(feature_map, str) and feature_map in FEATURE_MAPS:
+        return FEATURE_MAPS[feature_map]
+    raise ValueError(f"feature_map must be one of {sorted(FEATURE_MAPS)} or a callable, got {feature_map!r}")
+
+
+def apply_feature_map(phi, x, name):
+    """phi(x), checked to keep the (..., N) dimensions of x."""
+    out = phi(x)
+    if not isinstance(out, torch.Tensor) or out.shape[:-1] != x.shape[:-1]:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"feature map must map {name} {tuple(x.shape)} to (..., N, D); got {got}")
+    return out

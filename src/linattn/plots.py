@@ -1,0 +1,49 @@
+"""Plot helpers: a colour-blind-safe palette, scaling plots with fitted slopes, attention heatmaps."""
+import math
+
+import matplotlib.pyplot as plt
+
+# Okabe & Ito's palette, distinguishable with the common forms of colour blindness.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
+
+def use_palette():
+    plt.rcParams["axes.prop_cycle"] = plt.cycler(color=PALETTE)
+
+
+def loglog_slope(xs, ys):
+    """Least-squares slope of log(y) against log(x): the exponent p in y ~ x^p."""
+    if len(xs) != len(ys) or len(xs) < 2:
+        raise ValueError(f"need at least two matching points, got {len(xs)} x and {len(ys)} y values")
+    if min(xs) <= 0 or min(ys) <= 0:
+        raise ValueError("log-log slope needs positive values")
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    sxx = sum((x - mx) ** 2 for x in lx)
+    if sxx == 0:
+        raise ValueError("log-log slope needs at least two distinct x values")
+    return sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / sxx
+
+
+def plot_scaling(ax, xs, ys, *, label, yerr=None, marker="o", **kwargs):
+    """One line on log-log axes, its fitted slope in the legend; returns the slope."""
+    slope = loglog_slope(xs, ys)
+    ax.errorbar(xs, ys, yerr=yerr, marker=marker, capsize=3, label=f"{label} (slope {slope:.2f})", **kwargs)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    return slope
+
+
+def attention_heatmap(ax, weights, *, title=None, tokens=None, cmap="viridis", vmin=0.0, vmax=None):
+    """An attention matrix as an image: row i is query i's weights over the keys."""
+    weights = weights.detach().cpu().float()
+    image = ax.imshow(weights, cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_xlabel("key position j")
+    ax.set_ylabel("query position i")
+    if tokens is not None:
+        ax.set_xticks(range(len(tokens)), tokens, rotation=90)
+        ax.set_yticks(range(len(tokens)), tokens)
+    if title:
+        ax.set_title(title)
+    return image

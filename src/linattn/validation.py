@@ -1,0 +1,45 @@
+"""Input checks shared by every attention function: fail loudly, naming the shapes."""
+import torch
+
+
+def describe(**tensors):
+    """'q (2, 8, 16), k (2, 8, 16)' - the shapes, for error messages."""
+    return ", ".join(f"{name} {tuple(t.shape)}" for name, t in tensors.items())
+
+
+def check_tensor(name, t, min_dim=2):
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() < min_dim:
+        raise ValueError(f"{name} must have shape (..., N, d); got {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype} with shape {tuple(t.shape)}")
+
+
+def check_qkv(q, k, v, *, causal=False):
+    """Check q (..., N, d), k (..., M, d), v (..., M, d_v) belong together."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_tensor(name, t)
+    shapes = describe(q=q, k=k, v=v)
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k need the same feature size d; got {shapes}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"k and v need the same sequence length; got {shapes}")
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]):
+        raise ValueError(f"q, k and v need the same leading (batch, head) dimensions; got {shapes}")
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"causal attention needs as many queries as keys; got {shapes}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k and v need one dtype; got {q.dtype}, {k.dtype}, {v.dtype} for {shapes}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k and v need one device; got {q.device}, {k.device}, {v.device} for {shapes}")
+
+
+def check_eps(eps):
+    if not isinstance(eps, (int, float)) or not eps >= 0 or eps == float("inf"):
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+
+
+def accumulation_dtype(dtype):
+    """Half precision accumulates in float32 (running sums overflow float16); others keep theirs."""
+    return torch.promote_types(dtype, torch.float32)
