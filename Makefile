@@ -30,7 +30,7 @@ book: setup
 	@echo "The book is at file://$(abspath _build/html/index.html)"
 
 test: setup
-	LINATTN_PROFILE=ci $(BIN)/python -m pytest
+	LINATTN_PROFILE=ci $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests book
 
 clean:
 	rm -rf _build .cache

@@ -37,7 +37,7 @@ def plot_scaling(ax, xs, ys, *, label, yerr=None, marker="o", **kwargs):
 
 def attention_heatmap(ax, weights, *, title=None, tokens=None, cmap="viridis", vmin=0.0, vmax=None):
     """An attention matrix as an image: row i is query i's weights over the keys."""
-    weights = weights.detach().cpu().float()
+    weights = weights.detach().cpu().float().numpy()
     image = ax.imshow(weights, cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_xlabel("key position j")
     ax.set_ylabel("query position i")
