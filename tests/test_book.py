@@ -30,6 +30,7 @@ def test_chapter_one_has_numbered_equations_figures_and_a_static_slider(built_bo
     html = (built_book.html / "book" / "ch01_attention.html").read_text()
     assert html.count('class="math notranslate nohighlight"') >= 4
     assert re.search(r'<img alt="Heatmap of a 9 by 9 attention matrix', html)
+    assert re.search(r'alt=\\?"Log-log plot of median time', html)  # precomputed views (JSON-escaped) too
     assert "application/vnd.jupyter.widget-state+json" in html
     for model in ("SelectionSliderModel", "StackModel", "LinkModel"):
         assert model in html, f"the embedded widget state lacks {model}"

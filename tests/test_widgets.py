@@ -56,3 +56,4 @@ def test_empty_options_are_a_value_error():
     from linattn.widgets import static_slider
     with pytest.raises(ValueError, match="at least one"):
         static_slider([], lambda n: None)
+

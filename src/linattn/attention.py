@@ -2,6 +2,8 @@
 import torch
 
 from .causal import causal_linear_attention
+from .causal_fast import fast_causal_linear_attention
+from .fast import fast_linear_attention, is_elu_plus_one
 from .feature_maps import apply_feature_map, get_feature_map
 from .validation import accumulation_dtype, check_eps, check_qkv
 
@@ -30,6 +32,10 @@ def linear_attention(q, k, v, *, feature_map="elu", causal=False, eps=1e-6):
     """
     check_qkv(q, k, v, causal=causal)
     check_eps(eps)
+    if not causal and is_elu_plus_one(feature_map):
+        return fast_linear_attention(q, k, v, eps=eps)   # the same maths, tiled and fused: see linattn.fast
+    if causal and is_elu_plus_one(feature_map):
+        return fast_causal_linear_attention(q, k, v, eps=eps)   # chunk by chunk, phi fused: see linattn.causal_fast
     phi = get_feature_map(feature_map)
     work = accumulation_dtype(q.dtype)
     qf = apply_feature_map(phi, q.to(work), "q")

@@ -8,11 +8,15 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 from IPython.display import display
 
+from .figure_html import show_figure
+
 
 def _render_into(output, render, value):
     with output:
         result = render(value)
-        if isinstance(result, plt.Figure):
+        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], plt.Figure):
+            show_figure(*result)
+        elif isinstance(result, plt.Figure):
             display(result)
             plt.close(result)
 
@@ -44,7 +48,8 @@ def _pages(children, titles):
 def static_slider(options, render, *, description="N", format_option=str):
     """Precompute render(option) for every option; the slider switches views in the browser.
 
-    `render` draws into the current output (print, display) or returns a matplotlib Figure.
+    `render` draws into the current output (print, display) or returns a matplotlib Figure, or a
+    (Figure, alt text) pair, which is shown as an image carrying that alt text.
     """
     slider = _slider(options, description, format_option)
     outputs = []

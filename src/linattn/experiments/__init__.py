@@ -1,0 +1,1 @@
+"""Experiments that regenerate the book's stored results; each module runs with `python -m`."""
