@@ -79,6 +79,8 @@ def test_empty_sequences():
     assert torch.equal(fast_linear_attention(q, k, v), torch.zeros(2, 4, 3))
     q, k, v = qkv(0, n=4)
     assert fast_linear_attention(q, k, v).shape == (0, 4, 3)
+    q, k, v = qkv(2, n=4, m=0)       # no keys and eps = 0: 0 / 0, as the plain version gives
+    assert fast_linear_attention(q, k, v, eps=0).isnan().all() and einsum_linear_attention(q, k, v, eps=0).isnan().all()
 
 
 def test_inputs_are_left_untouched():

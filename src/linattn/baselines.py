@@ -110,9 +110,12 @@ def fused_extra_bytes(batch, seq_len, dim, dtype, causal=False):
 
 
 def fast_linear_extra_bytes(batch, seq_len, dim, dtype, causal=False):
-    """On a CPU: the output, the d x (d + 1) states and three float32 tiles (see linattn.fast)."""
+    """On a CPU: the output, the d x (d + 1) states, and two float32 scratch tiles (kept by each
+    thread that runs tiles, from call to call: see linattn.fast); half precision also widens a tile
+    of values and of results."""
     tile = min(TILE_ELEMENTS, batch * seq_len * dim)
-    return vectors_bytes(batch, seq_len, dim, dtype) + 4 * (3 * tile + batch * dim * (dim + 1))
+    tiles = 2 if element_size(dtype) >= 4 else 4
+    return vectors_bytes(batch, seq_len, dim, dtype) + 4 * (tiles * tile + batch * dim * (dim + 1))
 
 
 def einsum_linear_extra_bytes(batch, seq_len, dim, dtype, causal=False):
@@ -181,8 +184,8 @@ def extra_bytes(name, batch, seq_len, dim, dtype, *, backend=None, device="cpu")
         return softmax_extra_bytes(batch, seq_len, dim, dtype, impl.causal)
     if torch.device(device).type != "cpu" and impl.name == "linear":
         return einsum_linear_extra_bytes(batch, seq_len, dim, dtype)
-    if torch.device(device).type != "cpu" and impl.name == "linear-causal":
-        return chunked_causal_extra_bytes(batch, seq_len, dim, dtype)
+    if impl.name == "linear-causal" and (torch.device(device).type != "cpu" or torch.get_num_threads() > 1):
+        return chunked_causal_extra_bytes(batch, seq_len, dim, dtype)   # what linattn.causal_fast runs there
     return impl.extra_bytes(batch, seq_len, dim, dtype, impl.causal)
 
 

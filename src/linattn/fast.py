@@ -9,8 +9,8 @@ can cost as much as the arithmetic. `fast_linear_attention` instead:
   tile's result straight into its place in the output;
 - runs whole tiles on worker threads, one core each, rather than splitting every small operation
   across all cores and waiting for the slowest after each one;
-- computes phi in place on those buffers, with exp2 (a faster kernel than exp or elu in PyTorch on
-  CPUs) after scaling by log2(e);
+- computes phi in place in two tile-sized scratch buffers that each thread keeps from call to call,
+  with exp2 (a faster kernel than exp or elu in PyTorch on CPUs) after scaling by log2(e);
 - gets the normaliser phi(Q) z from one extra matrix-vector product per tile;
 - maps the output with transparent huge pages where the system allows it (one page fault per
   2 MiB instead of per 4 KiB).
@@ -34,6 +34,7 @@ LOG2_E = math.log2(math.e)
 TILE_ELEMENTS = 1 << 19       # elements of q or k per tile: 2 MiB in float32, within a core's share of cache
 HUGE_PAGE = 2 << 20           # bytes in a transparent huge page (x86-64, arm64 with 4 KiB base pages)
 HUGE_PAGE_MIN_BYTES = 8 << 20  # below this, ordinary allocation is cheap enough
+TASKS_PER_WORKER = 4          # tiles are handed to the worker threads in about this many batches each
 
 
 def is_elu_plus_one(feature_map):
@@ -54,14 +55,16 @@ def einsum_linear_attention(q, k, v, *, eps=1e-6):
     return (numerator / (normaliser + eps)).to(q.dtype)
 
 
-def elu_plus_one_(x, out):
-    """Write phi(x) = elu(x) + 1 = max(x, 0) + exp(min(x, 0)) into `out`, a float tensor shaped like x."""
-    if x.dtype == out.dtype:
-        torch.mul(x, LOG2_E, out=out)
-    else:
-        out.copy_(x).mul_(LOG2_E)        # scale in out's (wider) dtype
+def elu_plus_one_(x, out, scratch=None):
+    """Write phi(x) = elu(x) + 1 = max(x, 0) + exp(min(x, 0)) into `out`, a float tensor shaped like x
+    (`scratch`, shaped like out, saves an allocation)."""
+    scratch = torch.empty_like(out) if scratch is None else scratch
+    if x.dtype != out.dtype:
+        x = scratch.copy_(x)             # widen half precision first; x is then ours to overwrite
+    torch.mul(x, LOG2_E, out=out)
     out.clamp_(max=0).exp2_()            # exp(min(x, 0)) = 2^(min(x, 0) * log2 e)
-    return out.add_(x.clamp(min=0))
+    positive = x.clamp_(min=0) if x is scratch else torch.clamp(x, min=0, out=scratch)
+    return out.add_(positive)
 
 
 def huge_page_empty(shape, dtype):
@@ -101,25 +104,46 @@ def fast_linear_attention(q, k, v, *, eps=1e-6):
     return out.view(*lead, n, d_v)
 
 
+_scratch = threading.local()
+
+
+def _buffers(shape, dtype):
+    """Two scratch tensors of `shape`, kept by this thread from call to call: a fresh tile-sized
+    allocation per tile would be handed back to the system and mapped again, page by page."""
+    numel = math.prod(shape)
+    kept = getattr(_scratch, "buffers", None)
+    if kept is None or kept.dtype != dtype or kept.shape[1] < numel:
+        kept = _scratch.buffers = torch.empty(2, numel, dtype=dtype)
+    return kept[0, :numel].view(shape), kept[1, :numel].view(shape)
+
+
 def _tiled(q, k, v, out, eps):
     """One group of sequences, in tiles of about TILE_ELEMENTS elements: q, k (G, N|M, d), v (G, M, d_v)."""
     work = accumulation_dtype(q.dtype)
     size, n, d = q.shape
-    m, d_v = v.shape[1:]
+    m = k.shape[1]
     rows = max(1, TILE_ELEMENTS // (d * size))
-    state = torch.zeros(size, d, d_v, dtype=work)     # phi(K)^T V
-    key_sum = torch.zeros(size, d, 1, dtype=work)     # phi(K)^T 1
+    state = key_sum = None                           # phi(K)^T V and phi(K)^T 1
     for r in range(0, m, rows):
-        kf = elu_plus_one_(k[:, r:r + rows], torch.empty(size, min(rows, m - r), d, dtype=work))
-        state.baddbmm_(kf.transpose(1, 2), v[:, r:r + rows].to(work))
-        key_sum += kf.sum(dim=1).unsqueeze(-1)
+        kf, scratch = _buffers((size, min(rows, m - r), d), work)
+        elu_plus_one_(k[:, r:r + rows], kf, scratch)
+        values = v[:, r:r + rows]
+        part = torch.bmm(kf.transpose(1, 2), values if values.dtype == work else values.to(work))
+        part_sum = kf.sum(dim=1).unsqueeze(-1)
+        state, key_sum = (part, part_sum) if state is None else (state.add_(part), key_sum.add_(part_sum))
+    if state is None:                                # no keys: every output is 0 / eps
+        out.fill_(0.0 if eps > 0 else math.nan)
+        return
+    eps_row = torch.full((1, 1, 1), eps, dtype=work)  # baddbmm adds it: phi(q) z + eps in one step
     for r in range(0, n, rows):
-        qf = elu_plus_one_(q[:, r:r + rows], torch.empty(size, min(rows, n - r), d, dtype=work))
-        normaliser = torch.bmm(qf, key_sum).add_(eps)
+        qf, scratch = _buffers((size, min(rows, n - r), d), work)
+        elu_plus_one_(q[:, r:r + rows], qf, scratch)
+        normaliser = torch.baddbmm(eps_row, qf, key_sum)
+        numerator = torch.bmm(qf, state, out=scratch if state.shape[-1] == d else None)   # in cache
         if out.dtype == work:
-            torch.bmm(qf, state, out=out[:, r:r + rows]).div_(normaliser)
+            torch.div(numerator, normaliser, out=out[:, r:r + rows])
         else:
-            out[:, r:r + rows] = torch.bmm(qf, state).div_(normaliser)
+            out[:, r:r + rows] = numerator.div_(normaliser)
 
 
 # ---- running tiles on all cores, without a barrier after every operation -------------------------
@@ -147,10 +171,14 @@ def _pool(workers):
         return _POOLS[workers]
 
 
+def _one_thread():
+    torch.get_num_threads()   # PyTorch sets up a new thread's thread count once, on first use: do that first,
+    torch.set_num_threads(1)  # or it would later undo this
+
+
 def _start_pool(workers):
     keep = torch.get_num_threads()
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="linattn", initializer=torch.set_num_threads,
-                              initargs=(1,))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="linattn", initializer=_one_thread)
     started = threading.Barrier(workers)
     list(pool.map(lambda _: started.wait(), range(workers)))   # start every thread now
     torch.set_num_threads(keep)   # set_num_threads(1) in a worker also changed the process default
@@ -158,11 +186,14 @@ def _start_pool(workers):
 
 
 def _run(task, items):
-    """task(item) for every item: one item per worker thread at a time when there are enough items
-    to keep every core busy, else one after the other here (each operation then uses every core)."""
+    """task(item) for every item: on the worker threads when there are enough items to keep every
+    core busy, else one after the other here (each operation then uses every core)."""
     workers = torch.get_num_threads()
     if workers <= 1 or len(items) < workers:
         for item in items:
             task(item)
-    else:
-        list(_pool(workers).map(task, items))
+        return
+    # A few items per task keeps the hand-over cost low; several tasks per worker keep them all busy.
+    per_task = max(1, len(items) // (TASKS_PER_WORKER * workers))
+    batches = [items[i:i + per_task] for i in range(0, len(items), per_task)]
+    list(_pool(workers).map(lambda batch: [task(item) for item in batch], batches))
