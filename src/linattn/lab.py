@@ -5,8 +5,8 @@ exist in ipywidgets 7.7 (Colab) and 8 alike. For the static HTML use `linattn.wi
 with stored results instead: these controls need a running kernel.
 """
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
-from IPython.display import display
+
+from .widgets import render_into
 
 SETTINGS = ("seq_len", "batch", "dim", "dtype", "device", "implementations")
 
@@ -24,7 +24,7 @@ def _choice(kind, options, value, description):
 
 
 def benchmark_panel(run, *, seq_lens, batches, dims, dtypes, devices, implementations, initial=None):
-    """Controls plus an output area; run(settings) prints, displays or returns a matplotlib Figure.
+    """Controls plus an output area; run(settings) prints, displays or returns what render_into shows.
 
     settings is a dict with keys SETTINGS; `initial` overrides the first option of any of them
     (for implementations: the names selected at first, default all).
@@ -58,11 +58,7 @@ def benchmark_panel(run, *, seq_lens, batches, dims, dtypes, devices, implementa
 
     def update(change=None):
         out.clear_output(wait=True)
-        with out:
-            result = run(settings())
-            if isinstance(result, plt.Figure):
-                display(result)
-                plt.close(result)
+        render_into(out, run, settings())
 
     for control in controls.values():
         control.observe(update, names="value")

@@ -11,7 +11,7 @@ from IPython.display import display
 from .figure_html import show_figure
 
 
-def _render_into(output, render, value):
+def render_into(output, render, value):
     with output:
         result = render(value)
         if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], plt.Figure):
@@ -55,7 +55,7 @@ def static_slider(options, render, *, description="N", format_option=str):
     outputs = []
     for option in options:
         out = widgets.Output()
-        _render_into(out, render, option)
+        render_into(out, render, option)
         outputs.append(out)
     pages = _pages(outputs, [format_option(o) for o in options])
     widgets.jslink((slider, "index"), (pages, "selected_index"))
@@ -69,8 +69,8 @@ def live_slider(options, render, *, description="N", format_option=str):
 
     def update(change):
         out.clear_output(wait=True)
-        _render_into(out, render, change["new"])
+        render_into(out, render, change["new"])
 
     slider.observe(update, names="value")
-    _render_into(out, render, slider.value)
+    render_into(out, render, slider.value)
     return widgets.VBox([slider, out])
