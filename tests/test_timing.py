@@ -42,3 +42,22 @@ def test_arguments_and_keywords_are_passed():
 def test_bad_repeats(repeats):
     with pytest.raises(ValueError, match="repeats"):
         time_call(lambda: None, repeats=repeats)
+
+
+def test_slow_calls_run_once_per_sample():
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.002)
+
+    time_call(slow, repeats=5, warmup=2)
+    assert len(calls) == 2 + 1 + 5     # warm-up, one call to size the samples, one per sample
+
+
+def test_cuda_work_is_waited_for(monkeypatch):
+    import linattn.timing as timing
+    synced = []
+    monkeypatch.setattr(timing, "_synchronise", lambda: synced.append(1))
+    time_call(lambda: time.sleep(0.002), repeats=3, warmup=0)
+    assert len(synced) == 2 * (1 + 3)  # before and after every sample

@@ -84,8 +84,8 @@ def measure_point(name, q, k, v, *, repeats, time_budget=None, log=print):
             once = time.perf_counter() - start
             if is_sdpa:
                 record["backend"] = backend = backend_from_ops(names)
-            if time_budget is not None:   # each timed sample costs about three calls (see time_call)
-                repeats = max(3, min(repeats, int(time_budget / (3 * max(once, 1e-3)))))
+            if time_budget is not None:   # a timed sample lasts at least a millisecond (see time_call)
+                repeats = max(3, min(repeats, int(time_budget / max(once, 1e-3))))
             timing = time_call(impl.fn, q, k, v, repeats=repeats, warmup=0)
             if device.type == "cuda":
                 peak, source = peak_cuda_bytes(impl.fn, q, k, v, device=device), "measured"

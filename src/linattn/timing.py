@@ -1,9 +1,9 @@
-"""Timing with torch.utils.benchmark: all threads, CUDA synchronised, robust statistics."""
+"""Timing on all threads, CUDA synchronised, with robust statistics."""
 import statistics
+import time
 from dataclasses import dataclass
 
 import torch
-from torch.utils import benchmark
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,29 @@ def time_call(fn, *args, repeats=10, warmup=1, min_sample_s=1e-3, **kwargs):
     """Time fn(*args, **kwargs) `repeats` times after `warmup` calls.
 
     Calls faster than `min_sample_s` are batched so that each sample lasts about that long,
-    and each sample is reported per call. The timer synchronises CUDA before reading the clock.
+    and each sample is reported per call. One untimed-in-the-result call first measures how long a
+    call takes, so a slow function runs warmup + 1 + repeats times in all. CUDA is synchronised
+    before each clock reading, so queued GPU work is counted.
     """
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
-    timer = benchmark.Timer(stmt="fn(*args, **kwargs)", globals={"fn": fn, "args": args, "kwargs": kwargs},
-                            num_threads=torch.get_num_threads())
     for _ in range(warmup):
         fn(*args, **kwargs)
-    first = timer.timeit(1).raw_times[0]
+    first = _sample(fn, args, kwargs, 1)
     number = max(1, int(min_sample_s / max(first, 1e-9)))
-    times = [timer.timeit(number).raw_times[0] / number for _ in range(repeats)]
-    return Timing(tuple(times))
+    return Timing(tuple(_sample(fn, args, kwargs, number) for _ in range(repeats)))
+
+
+def _synchronise():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def _sample(fn, args, kwargs, number):
+    """Seconds per call of `number` back-to-back calls."""
+    _synchronise()
+    start = time.perf_counter()
+    for _ in range(number):
+        fn(*args, **kwargs)
+    _synchronise()
+    return (time.perf_counter() - start) / number
