@@ -159,3 +159,11 @@ def test_gpu_run_measures_memory_and_names_the_backend(tmp_path):
     assert {r["backend"] for r in records if r["implementation"] == "sdpa"} <= {"flash", "memory-efficient", "cuDNN",
                                                                                  "math"}
     assert bench.supported_dtypes("cuda")[:2] == ["float32", "float16"]
+
+
+def test_runs_without_tqdm(monkeypatch):
+    monkeypatch.setattr(bench, "tqdm", None)
+    messages = []
+    records, _ = run_benchmark("cpu", batch=1, dim=8, seq_lens=[16], repeats=1, implementations=["linear"],
+                               roofline=False, log=messages.append)
+    assert len(records) == 1 and records[0]["median_s"] > 0

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+try:
+    from tqdm.auto import tqdm
+except ImportError:   # a bare GPU machine with torch alone: run without a progress bar
+    tqdm = None
 
 from .baselines import (IMPLEMENTATIONS, backend_from_ops, cost, extra_bytes, get_implementation, recorded_ops,
                         sdpa_backend)
@@ -118,7 +121,7 @@ def run_benchmark(device, *, dtypes=None, batch, dim, seq_lens, repeats, impleme
     if time_budget is not None and not time_budget > 0:
         raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
     points = [(dt, n, name) for dt in dtypes for n in seq_lens for name in implementations]
-    bar = tqdm(points, desc="benchmark", disable=not progress)
+    bar = tqdm(points, desc="benchmark", disable=not progress) if tqdm else _NoProgressBar(points)
     log = log or bar.write
     matmul_size, copy_bytes = roofline_sizes
     rooflines = {dt: measure_roofline(device, dt, matmul_size=matmul_size, copy_bytes=copy_bytes) if roofline
@@ -139,6 +142,17 @@ def run_benchmark(device, *, dtypes=None, batch, dim, seq_lens, repeats, impleme
                 "time_budget_s": time_budget, "dtypes": dtypes, "implementations": list(implementations),
                 "rooflines": {dt: r.as_dict() if r else None for dt, r in rooflines.items()}}
     return records, settings
+
+
+class _NoProgressBar(list):
+    """Stands in for tqdm where it is not installed."""
+    write = staticmethod(print)
+
+    def set_postfix_str(self, text):
+        pass
+
+    def close(self):
+        pass
 
 
 def _inputs_or_none(batch, n, dim, dtype, device, seed, log):
