@@ -16,9 +16,11 @@ TINY = ["--device", "cpu", "--batch", "2", "--dim", "8", "--seq-lens", "16", "32
         "--no-progress", "--no-roofline"]
 
 
-def test_a_tiny_run_writes_a_valid_results_file(tmp_path):
+def test_a_tiny_run_writes_a_valid_results_file(tmp_path, capsys):
     path = tmp_path / "out.json"
     assert main(TINY + ["--output", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "linear vs naive softmax at N = 32" in printed and "crossover" in printed
     payload = results.load_results(path)
     env = payload["environment"]
     assert env["device"] == "cpu" and env["hardware"] and env["torch"] == torch.__version__ and "cuda" in env

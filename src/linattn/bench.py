@@ -266,6 +266,8 @@ def main(argv=None):
     path = save_results(args.output or default_output(device), records, settings=settings, device=device)
     measured = sum(1 for r in records if not r["skipped"])
     print(f"Wrote {path}: {measured} points measured, {len(records) - measured} skipped.")
+    from .report import summary_lines   # report builds on this module
+    print("\n".join(summary_lines(load_results(path))))
     return 0
 
 

@@ -1,0 +1,110 @@
+"""Numbers from a benchmark payload (live, or loaded from a stored file): speedups, crossovers and how
+close linear attention comes to what the roofline allows. Chapter 6 and `python -m linattn.bench` use them.
+
+A payload is {"environment": ..., "settings": ..., "records": [...]}, as `linattn.bench` writes it.
+"""
+from .baselines import IMPLEMENTATIONS, linear_cost
+from .bench import crossover, series
+from .roofline import Roofline, parse_dtype
+
+# (faster, slower): the comparisons the book reports
+PAIRS = (("linear", "softmax"), ("linear", "sdpa"), ("linear-causal", "softmax-causal"),
+         ("linear-causal", "sdpa-causal"))
+
+
+def label(payload, name, dtype):
+    """The implementation's label, with the SDPA backend that ran: 'SDPA [flash (CPU)]'."""
+    backends = {r.get("backend") for r in payload["records"]
+                if r["implementation"] == name and r["dtype"] == dtype and not r.get("skipped")}
+    backends.discard(None)
+    return IMPLEMENTATIONS[name].label + (f" [{', '.join(sorted(backends))}]" if backends else "")
+
+
+def describe(payload, dtype):
+    """Hardware, dtype, sizes and versions in one line."""
+    s, e = payload["settings"], payload["environment"]
+    cuda = f", CUDA {e['cuda']}" if e.get("cuda") else ""
+    return f"{e['hardware']}, {dtype}, batch {s['batch']}, d = {s['dim']}, torch {e['torch']}{cuda}"
+
+
+def _medians(payload, name, dtype):
+    return dict(zip(*series(payload["records"], name, dtype)[:2]))
+
+
+def speedups(payload, dtype, fast, slow):
+    """{N: time(slow) / time(fast)} where both were measured."""
+    f, s = _medians(payload, fast, dtype), _medians(payload, slow, dtype)
+    return {n: s[n] / f[n] for n in sorted(f.keys() & s.keys())}
+
+
+def crossovers(payload, dtype):
+    """{(fast, slow): Crossover} for each pair of PAIRS measured at common N."""
+    found = {}
+    for fast, slow in PAIRS:
+        f, s = _medians(payload, fast, dtype), _medians(payload, slow, dtype)
+        ns = sorted(f.keys() & s.keys())
+        if ns:
+            found[(fast, slow)] = crossover(ns, [f[n] for n in ns], [s[n] for n in ns])
+    return found
+
+
+def roofline(payload, dtype):
+    """The payload's measured Roofline for `dtype`, or None."""
+    data = payload["settings"].get("rooflines", {}).get(dtype)
+    return Roofline.from_dict(data) if data else None
+
+
+def linear_floors(payload, dtype):
+    """{N: roofline floor in seconds} of non-causal linear attention at each N of the sweep."""
+    device_roof, s = roofline(payload, dtype), payload["settings"]
+    if device_roof is None:
+        return {}
+    costs = {n: linear_cost(s["batch"] * s.get("heads", 1), n, s["dim"], parse_dtype(dtype)) for n in s["seq_lens"]}
+    return {n: device_roof.floor_seconds(c.flops, c.bytes) for n, c in costs.items()}
+
+
+def floor_gaps(payload, dtype):
+    """{N: measured time / floor} of linear attention: 1 would be the speed of light."""
+    floors = linear_floors(payload, dtype)
+    return {n: t / floors[n] for n, t in _medians(payload, "linear", dtype).items() if n in floors}
+
+
+def ceilings(payload, dtype, slow):
+    """{N: (measured speedup, ceiling)} of linear attention over `slow`. The ceiling is time(slow) over
+    linear attention's floor: no implementation of linear attention can beat `slow` by more."""
+    floors, linear, other = linear_floors(payload, dtype), _medians(payload, "linear", dtype), \
+        _medians(payload, slow, dtype)
+    return {n: (other[n] / linear[n], other[n] / floors[n])
+            for n in sorted(linear.keys() & other.keys() & floors.keys())}
+
+
+def efficiency(payload, name, dtype, n):
+    """The fraction of the measured peak FLOP/s that implementation `name` reached at N = n."""
+    device_roof = roofline(payload, dtype)
+    record = next((r for r in payload["records"] if r["implementation"] == name and r["dtype"] == dtype
+                   and r["seq_len"] == n and not r.get("skipped")), None)
+    if device_roof is None or record is None or not record.get("flops"):
+        raise ValueError(f"no measured {name} at N = {n} ({dtype}) with a roofline in this payload")
+    return record["flops"] / record["median_s"] / device_roof.peak_flops
+
+
+def summary_lines(payload):
+    """What a run found, a line each: speedups and ceilings at the largest N, crossovers, distance to the floor."""
+    lines = []
+    for dtype in payload["settings"]["dtypes"]:
+        lines.append(describe(payload, dtype))
+        for slow in ("softmax", "sdpa"):
+            found = ceilings(payload, dtype, slow) or {n: (r, None) for n, r in
+                                                      speedups(payload, dtype, "linear", slow).items()}
+            if found:
+                n = max(found)
+                measured, ceiling = found[n]
+                limit = f" (at most {ceiling:.1f}x at its floor)" if ceiling else ""
+                lines.append(f"  linear vs {label(payload, slow, dtype)} at N = {n}: {measured:.1f}x faster{limit}")
+        for (fast, slow), found in crossovers(payload, dtype).items():
+            lines.append(f"  crossover {IMPLEMENTATIONS[fast].label} vs {label(payload, slow, dtype)}: {found}")
+        gaps = floor_gaps(payload, dtype)
+        if gaps:
+            n = max(gaps)
+            lines.append(f"  linear (linattn) at N = {n}: {gaps[n]:.2f}x its roofline floor")
+    return lines
