@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import linattn
+from linattn import causal_fast
 from linattn.causal_fast import (chunk_loop_causal_linear_attention, elu_plus_one_differentiable,
                                  elu_plus_one_into, fast_causal_linear_attention)
 
@@ -11,11 +12,16 @@ ENTRIES = ["fused", "chunk_loop"]
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """The chunk loop runs only on a single CPU thread (more threads take the vectorised form)."""
+    """Most tests run the chunk loop on one thread; the ones on several cores set their own count."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def two_threads(one_thread):
+    torch.set_num_threads(2)
 
 
 def run(entry, q, k, v, **kwargs):
@@ -143,3 +149,24 @@ def test_bad_inputs_raise(entry):
         run(entry, q, k, v, eps=-1)
     with pytest.raises(ValueError, match="dtype"):
         run(entry, q, k.float(), v)
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("batch", [2, 5, 32])
+def test_on_two_cores_groups_of_sequences_run_on_worker_threads(entry, batch, two_threads, monkeypatch):
+    groups = []
+    run_on_cores = causal_fast.run_on_cores
+    monkeypatch.setattr(causal_fast, "run_on_cores", lambda task, items: (groups.append(items),
+                                                                          run_on_cores(task, items)))
+    q, k, v = qkv(batch, 100)
+    torch.testing.assert_close(run(entry, q, k, v), masked_reference(q, k, v), rtol=1e-12, atol=1e-12)
+    (items,) = groups
+    assert len(items) >= 2 and sorted(i for s in items for i in range(batch)[s]) == list(range(batch))
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_fewer_sequences_than_cores_take_the_vectorised_form(entry, two_threads, monkeypatch):
+    monkeypatch.setattr(causal_fast, "run_on_cores", lambda task, items: pytest.fail("the loop ran"))
+    q, k, v = qkv(1, 100)
+    torch.testing.assert_close(run(entry, q, k, v), masked_reference(q, k, v))
+    assert run(entry, *qkv(0, 4)).shape == (0, 4, 5)

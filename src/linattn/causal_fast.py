@@ -14,13 +14,16 @@ stay in the processor's cache, and each block's result is written straight into 
 chunk_loop_causal_linear_attention(qf, kf, v)  on feature-mapped inputs, like the four algorithms;
 fast_causal_linear_attention(q, k, v)          phi = elu + 1 applied a block at a time into the buffers:
                                                what linear_attention(..., causal=True) runs.
-With autograd, off the CPU, or with more than one thread, both run the vectorised chunked algorithm.
+With more than one thread, groups of sequences run on worker threads, one core each (as in
+linattn.fast). With autograd, off the CPU, or with fewer sequences than cores, both run the
+vectorised chunked algorithm.
 """
 import math
 
 import torch
 
 from .causal import DEFAULT_CHUNK_SIZE, chunked_causal_linear_attention
+from .fast import run_on_cores
 from .validation import accumulation_dtype, check_eps, check_qkv
 
 # Half the masked-block work of the vectorised form's 64, for twice as many (smaller) matrix products:
@@ -73,27 +76,30 @@ def _run(q, k, v, eps, chunk_size, *, feature_map_into, fallback_map):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     work = accumulation_dtype(q.dtype)
     needs_autograd = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    # Chunk after chunk the matrix products are small: more threads do not speed them up, and their
-    # hand-offs slow the loop down (on this book's 2-core CPU at B = 8, N = 4096, d = 64: about 18 ms on
-    # one thread, 45 ms on two, against 18 ms for the vectorised form on two). So the loop is for
-    # single-threaded CPU runs; everything else takes the vectorised form.
-    if q.device.type != "cpu" or needs_autograd or torch.get_num_threads() > 1:
+    *lead, n, d = q.shape
+    d_v = v.shape[-1]
+    batch = math.prod(lead)
+    cores = torch.get_num_threads()
+    # Chunk after chunk the matrix products are small: splitting each one across threads costs more in
+    # hand-offs than it gains (on this book's 2-core CPU at B = 8, N = 4096, d = 64: about 18 ms on one
+    # thread, 45 ms on two). So each core walks through its own sequences; with fewer sequences than
+    # cores, the vectorised form keeps them all busy instead.
+    if q.device.type != "cpu" or needs_autograd or batch < cores:
         qf, kf = fallback_map(q.to(work)), fallback_map(k.to(work))
         return chunked_causal_linear_attention(qf, kf, v.to(work), eps=eps,
                                                chunk_size=chunk_size or DEFAULT_CHUNK_SIZE).to(q.dtype)
     chunk_size = chunk_size or CPU_CHUNK_SIZE
-    *lead, n, d = q.shape
-    d_v = v.shape[-1]
-    batch = math.prod(lead)
     out = torch.empty(batch, n, d_v, dtype=q.dtype)
     q, k, v = q.reshape(batch, n, d), k.reshape(batch, n, d), v.reshape(batch, n, d_v)
     width = max(d, d_v + 1)
-    per_tile = max(1, BLOCK_ELEMENTS // (chunk_size * width))
-    for first in range(0, batch, per_tile):
-        seqs = slice(first, first + per_tile)
+    per_group = min(max(1, BLOCK_ELEMENTS // (chunk_size * width)), batch // cores)   # a group or more per core
+
+    def walk(seqs):
         size = len(range(batch)[seqs])
         block = max(1, BLOCK_ELEMENTS // (size * width * chunk_size)) * chunk_size   # tokens per block
         _blocks(q[seqs], k[seqs], v[seqs], out[seqs], eps, chunk_size, block, work, feature_map_into)
+
+    run_on_cores(walk, [slice(first, first + per_group) for first in range(0, batch, per_group)])
     return out.view(*lead, n, d_v)
 
 

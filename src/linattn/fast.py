@@ -100,7 +100,7 @@ def fast_linear_attention(q, k, v, *, eps=1e-6):
     out = huge_page_empty((batch, n, d_v), q.dtype)
     per_group = max(1, TILE_ELEMENTS // (max(n, m, 1) * d))   # short sequences share a tile
     groups = [slice(b, min(b + per_group, batch)) for b in range(0, batch, per_group)]
-    _run(lambda seqs: _tiled(q[seqs], k[seqs], v[seqs], out[seqs], eps), groups)
+    run_on_cores(lambda seqs: _tiled(q[seqs], k[seqs], v[seqs], out[seqs], eps), groups)
     return out.view(*lead, n, d_v)
 
 
@@ -185,7 +185,7 @@ def _start_pool(workers):
     return pool
 
 
-def _run(task, items):
+def run_on_cores(task, items):
     """task(item) for every item: on the worker threads when there are enough items to keep every
     core busy, else one after the other here (each operation then uses every core)."""
     workers = torch.get_num_threads()
