@@ -8,8 +8,6 @@ target. The chapter shows the stored file (--save) beside a smaller live run.
 """
 import argparse
 
-import torch
-
 import linattn
 from linattn.causal_benchmark import check_targets, run_causal_benchmark
 

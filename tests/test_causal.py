@@ -4,8 +4,7 @@ import torch
 
 import linattn
 from linattn.causal import (CAUSAL_ALGORITHMS, causal_linear_attention, chunked_causal_linear_attention,
-                            cumsum_causal_linear_attention, masked_causal_linear_attention,
-                            recurrent_causal_linear_attention)
+                            masked_causal_linear_attention)
 
 ALGORITHMS = sorted(CAUSAL_ALGORITHMS)
 

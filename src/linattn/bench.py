@@ -8,7 +8,6 @@ experiment (batch 32, d = 64, N from 128 to 6000, 100 repetitions). Each point i
 that would not fit in memory is recorded as skipped, with the bytes it needs, instead of crashing.
 """
 import argparse
-import math
 import re
 import sys
 import time

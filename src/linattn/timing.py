@@ -35,7 +35,8 @@ class Timing:
                 "repeats": len(self.times)}
 
     def __str__(self):
-        return f"median {self.median * 1e3:.3g} ms (IQR {self.iqr * 1e3:.2g} ms, mean {self.mean * 1e3:.3g} ± {self.std * 1e3:.2g} ms, {len(self.times)} runs)"
+        return (f"median {self.median * 1e3:.3g} ms (IQR {self.iqr * 1e3:.2g} ms, "
+                f"mean {self.mean * 1e3:.3g} ± {self.std * 1e3:.2g} ms, {len(self.times)} runs)")
 
 
 def time_call(fn, *args, repeats=10, warmup=1, min_sample_s=1e-3, **kwargs):
