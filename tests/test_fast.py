@@ -190,3 +190,36 @@ def test_a_forked_child_starts_its_own_pool():
     assert fast._POOLS == {}
     q, k, v = qkv(6, n=40, d=8, dv=4)
     assert torch.isfinite(fast_linear_attention(q, k, v)).all()
+
+
+@pytest.mark.skipif(not hasattr(mmap, "MADV_HUGEPAGE"), reason="no transparent huge pages here")
+def test_memory_of_a_freed_output_is_handed_out_again_and_never_while_in_use():
+    shape = (3, 1 << 20)                                           # 12 MiB: above HUGE_PAGE_MIN_BYTES
+    first = huge_page_empty(shape, torch.float32)
+    address = first.data_ptr()
+    del first
+    second = huge_page_empty(shape, torch.float32)
+    assert second.data_ptr() == address                            # freed: recycled
+    second.fill_(7.0)
+    for keep in (lambda t: t, lambda t: t[1:, :5], lambda t: t.numpy()):
+        held = keep(second)                                        # a view or an array still uses the memory
+        del second
+        third = huge_page_empty(shape, torch.float32)
+        assert third.data_ptr() != address
+        assert (torch.as_tensor(held) == 7.0).all()                # untouched by the new tensor
+        third.fill_(1.0)
+        assert (torch.as_tensor(held) == 7.0).all()
+        second, address = third, third.data_ptr()
+        second.fill_(7.0)
+        del held
+    other = huge_page_empty((4, 1 << 20), torch.float32)            # another size: new memory
+    assert other.data_ptr() != second.data_ptr()
+
+
+def test_outputs_of_back_to_back_calls_stay_independent():
+    q, k, v = qkv(4, n=8192, d=64, dv=64)                           # 8 MiB of output
+    first = fast_linear_attention(q, k, v)
+    kept = first.clone()
+    second = fast_linear_attention(q * 2, k, v)
+    torch.testing.assert_close(first, kept, rtol=0, atol=0)
+    assert not torch.equal(first, second)

@@ -13,7 +13,7 @@ can cost as much as the arithmetic. `fast_linear_attention` instead:
   with exp2 (a faster kernel than exp or elu in PyTorch on CPUs) after scaling by log2(e);
 - gets the normaliser phi(Q) z from one extra matrix-vector product per tile;
 - maps the output with transparent huge pages where the system allows it (one page fault per
-  2 MiB instead of per 4 KiB).
+  2 MiB instead of per 4 KiB), and hands the last output's memory out again once it is free.
 
 When autograd must see the computation, or on other devices, it runs the plain version, which
 autograd differentiates as usual.
@@ -22,8 +22,10 @@ import math
 import mmap
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy
 import torch
 import torch.nn.functional as F
 
@@ -71,16 +73,28 @@ def huge_page_empty(shape, dtype):
     """An uninitialised CPU tensor backed by memory advised to use transparent huge pages.
 
     Falls back to torch.empty where the platform has no MADV_HUGEPAGE or the tensor is small.
-    The mapping lives as long as the tensor (the tensor keeps a reference to it).
+    The mapping lives as long as the tensor (the tensor keeps a reference to it). The last mapping
+    handed out is remembered: once no tensor uses it any more, a request of the same size gets it
+    back with its pages already in place, as PyTorch's GPU allocator recycles freed blocks.
     """
     nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
     if nbytes < HUGE_PAGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(shape, dtype=dtype)
-    region = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE)   # anonymous; aligned below
-    region.madvise(mmap.MADV_HUGEPAGE)
-    raw = torch.frombuffer(region, dtype=torch.uint8)
+    with _LAST_REGION_LOCK:
+        region, users = _LAST_REGION[0] or (None, None)
+        if region is None or len(region) != nbytes + HUGE_PAGE or users() is not None:
+            region = mmap.mmap(-1, nbytes + HUGE_PAGE, flags=mmap.MAP_PRIVATE)   # anonymous; aligned below
+            region.madvise(mmap.MADV_HUGEPAGE)
+        # Every tensor on the region holds this array; the weak reference tells when none is left.
+        array = numpy.frombuffer(region, dtype=numpy.uint8)
+        _LAST_REGION[0] = (region, weakref.ref(array))
+    raw = torch.from_numpy(array)
     start = -raw.data_ptr() % HUGE_PAGE
     return raw[start:start + nbytes].view(dtype).view(shape)
+
+
+_LAST_REGION = [None]   # (mmap, weak reference to the array its tensors hold) of the last large output
+_LAST_REGION_LOCK = threading.Lock()
 
 
 def _needs_autograd(*tensors):
