@@ -53,12 +53,46 @@ def test_memory_estimates_cover_what_the_tracker_sees(batch, n, d, dtype, monkey
     (so the guard never lets through what would not fit) and not far above it."""
     q, k, v = make_inputs(batch, n, d, dtype, "cpu")
     monkeypatch.setattr(linattn.fast, "_scratch", threading.local())   # scratch tiles made afresh, and seen
-    for name, impl in IMPLEMENTATIONS.items():
-        backend = sdpa_backend(q, k, v, causal=impl.causal) if name.startswith("sdpa") else None
-        with torch.no_grad():
-            seen = peak_bytes(impl.fn, q, k, v)
-        estimate = extra_bytes(name, batch, n, d, dtype, backend=backend)
-        assert 0.9 * seen <= estimate <= 1.6 * seen, (name, seen, estimate)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # the tracker runs everything on this thread: estimate for one thread too
+    try:
+        for name, impl in IMPLEMENTATIONS.items():
+            backend = sdpa_backend(q, k, v, causal=impl.causal) if name.startswith("sdpa") else None
+            with torch.no_grad():
+                seen = peak_bytes(impl.fn, q, k, v)
+            estimate = extra_bytes(name, batch, n, d, dtype, backend=backend)
+            assert 0.9 * seen <= estimate <= 1.6 * seen, (name, seen, estimate)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_causal_estimate_counts_one_group_of_buffers_per_core():
+    """The tracker cannot follow worker threads, so this checks the estimate's own accounting: with two
+    cores, two groups of half the sequences hold their buffers at once."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = extra_bytes("linear-causal", 8, 4096, 64, torch.float32)
+        torch.set_num_threads(2)
+        two = extra_bytes("linear-causal", 8, 4096, 64, torch.float32)
+    finally:
+        torch.set_num_threads(threads)
+    output = 8 * 4096 * 64 * 4
+    assert two - output == pytest.approx(2 * (one - output), rel=0.05)
+
+
+def test_operations_on_worker_threads_stay_visible_to_a_dispatch_mode(monkeypatch):
+    """Dispatch modes are per thread: while one watches, the kernels run their groups here."""
+    monkeypatch.setattr(linattn.fast, "TILE_ELEMENTS", 128 * 16)   # a tile per sequence: eight groups
+    q, k, v = make_inputs(8, 128, 16, torch.float32, "cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for causal in (False, True):
+            flops = count_flops(linattn.linear_attention, q, k, v, causal=causal)
+            assert flops >= 4 * 8 * 128 * 16 * 16, causal   # both products of every sequence were counted
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_linear_cost_counts_the_flops_torch_counts():

@@ -4,6 +4,7 @@ of its backends actually ran), and linear attention, each non-causal and causal.
 Each contender also knows roughly how much memory it needs beyond its inputs (to skip sizes that
 would not fit) and the least work it must do (FLOPs, bytes moved) for the roofline.
 """
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
@@ -133,13 +134,14 @@ def chunked_causal_extra_bytes(batch, seq_len, dim, dtype, causal=True):
 
 
 def chunk_loop_causal_extra_bytes(batch, seq_len, dim, dtype, causal=True):
-    """The chunk-after-chunk causal algorithm (CPUs, linattn.causal_fast): the output and, per block
-    of sequences, four buffers of about BLOCK_ELEMENTS numbers and one temporary for phi, the C x C
-    block, one chunk's product and the state."""
-    chunk, width = CPU_CHUNK_SIZE, dim + 1
-    size = min(batch, max(1, BLOCK_ELEMENTS // (chunk * width)))
+    """The chunk-after-chunk causal algorithm (CPUs, linattn.causal_fast): the output and, for each group
+    of sequences being worked on (one per core at a time), four buffers of about BLOCK_ELEMENTS numbers
+    and one temporary for phi, the C x C block, one chunk's product and the state."""
+    chunk, width, cores = CPU_CHUNK_SIZE, dim + 1, torch.get_num_threads()
+    size = min(max(1, BLOCK_ELEMENTS // (chunk * width)), max(1, batch // cores))   # sequences per group
     block = max(1, BLOCK_ELEMENTS // (size * width * chunk)) * chunk
-    floats = size * (block * (3 * dim + 2 * width) + chunk * chunk + chunk * width + dim * width)
+    at_once = min(cores, math.ceil(batch / size))
+    floats = at_once * size * (block * (3 * dim + 2 * width) + chunk * chunk + chunk * width + dim * width)
     work = element_size(torch.promote_types(dtype, torch.float32))
     return vectors_bytes(batch, seq_len, dim, dtype) + floats * work
 
@@ -184,7 +186,7 @@ def extra_bytes(name, batch, seq_len, dim, dtype, *, backend=None, device="cpu")
         return softmax_extra_bytes(batch, seq_len, dim, dtype, impl.causal)
     if torch.device(device).type != "cpu" and impl.name == "linear":
         return einsum_linear_extra_bytes(batch, seq_len, dim, dtype)
-    if impl.name == "linear-causal" and (torch.device(device).type != "cpu" or torch.get_num_threads() > 1):
+    if impl.name == "linear-causal" and (torch.device(device).type != "cpu" or batch < torch.get_num_threads()):
         return chunked_causal_extra_bytes(batch, seq_len, dim, dtype)   # what linattn.causal_fast runs there
     return impl.extra_bytes(batch, seq_len, dim, dtype, impl.causal)
 

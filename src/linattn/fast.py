@@ -201,9 +201,12 @@ def _start_pool(workers):
 
 def run_on_cores(task, items):
     """task(item) for every item: on the worker threads when there are enough items to keep every
-    core busy, else one after the other here (each operation then uses every core)."""
+    core busy, else (or while a dispatch mode watches the operations) one after the other here, each
+    operation then using every core."""
     workers = torch.get_num_threads()
-    if workers <= 1 or len(items) < workers:
+    # A TorchDispatchMode (a FLOP counter, linattn's memory tracker) sees only its own thread's operations.
+    watched = torch._C._len_torch_dispatch_stack() > 0
+    if workers <= 1 or len(items) < workers or watched:
         for item in items:
             task(item)
         return

@@ -7,7 +7,9 @@ it has not seen before and subtracts them when the storage is freed. What existe
 started is not counted: the peak is the *extra* memory the tracked code needed.
 
 Not seen: scratch buffers that one kernel allocates and frees inside itself, and storages that are
-resized in place after they were created. Both are rare in the code this book measures.
+resized in place after they were created. Both are rare in the code this book measures. Dispatch
+modes see only their own thread, so while one watches, linattn's CPU kernels keep their work on the
+calling thread: the peak is that of a run on one core (with several cores, each holds its own buffers).
 """
 import weakref
 
