@@ -139,7 +139,7 @@ def chunk_loop_causal_extra_bytes(batch, seq_len, dim, dtype, causal=True):
     and one temporary for phi, the C x C block, one chunk's product and the state."""
     chunk, width, cores = CPU_CHUNK_SIZE, dim + 1, torch.get_num_threads()
     size = min(max(1, BLOCK_ELEMENTS // (chunk * width)), max(1, batch // cores))   # sequences per group
-    block = max(1, BLOCK_ELEMENTS // (size * width * chunk)) * chunk
+    block = min(max(1, BLOCK_ELEMENTS // (size * width * chunk)) * chunk, max(1, -(-seq_len // chunk)) * chunk)
     at_once = min(cores, math.ceil(batch / size))
     floats = at_once * size * (block * (3 * dim + 2 * width) + chunk * chunk + chunk * width + dim * width)
     work = element_size(torch.promote_types(dtype, torch.float32))

@@ -97,6 +97,7 @@ def _run(q, k, v, eps, chunk_size, *, feature_map_into, fallback_map):
     def walk(seqs):
         size = len(range(batch)[seqs])
         block = max(1, BLOCK_ELEMENTS // (size * width * chunk_size)) * chunk_size   # tokens per block
+        block = min(block, max(1, -(-n // chunk_size)) * chunk_size)   # no longer than the sequence needs
         _blocks(q[seqs], k[seqs], v[seqs], out[seqs], eps, chunk_size, block, work, feature_map_into)
 
     run_on_cores(walk, [slice(first, first + per_group) for first in range(0, batch, per_group)])
