@@ -15,7 +15,7 @@ Half-precision inputs are computed in float32 (running sums overflow float16) an
 import torch
 import torch.nn.functional as F
 
-from .validation import accumulation_dtype, check_eps, check_qkv
+from .validation import accumulation_dtype, check_eps, check_positive_int, check_qkv
 
 DEFAULT_CHUNK_SIZE = 64
 
@@ -71,8 +71,7 @@ def chunked_causal_linear_attention(qf, kf, v, *, eps=1e-6, chunk_size=DEFAULT_C
     Extra memory is O(N C + N D d_v / C): no N x N matrix and no per-token state. Any N works;
     the last chunk is padded with zero keys, which add nothing to any sum.
     """
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    check_positive_int("chunk_size", chunk_size)
     dtype = v.dtype
     qf, kf, v = _checked(qf, kf, v, eps)
     n, d_v = qf.shape[-2], v.shape[-1]

@@ -19,6 +19,7 @@ from .causal_fast import CPU_CHUNK_SIZE, chunk_loop_causal_linear_attention
 from .feature_maps import elu_plus_one
 from .peak_memory import peak_bytes
 from .timing import Timing, time_call
+from .validation import check_positive_int
 
 # ratio name -> (comparison, bound, what it means)
 TARGETS = {
@@ -52,8 +53,7 @@ def run_causal_benchmark(batch=8, seq_len=4096, dim=64, *, repeats=5, device="cp
                          min_sample_s=0.2):
     """Measure everything the targets need; returns a dict of seconds (medians), bytes and ratios."""
     for name, value in (("batch", batch), ("seq_len", seq_len), ("dim", dim), ("repeats", repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
     gen = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(batch, seq_len, dim, generator=gen).to(device=device, dtype=dtype) for _ in range(3))
     qf, kf = elu_plus_one(q), elu_plus_one(k)

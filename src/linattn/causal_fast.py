@@ -24,7 +24,7 @@ import torch
 
 from .causal import DEFAULT_CHUNK_SIZE, chunked_causal_linear_attention
 from .fast import run_on_cores
-from .validation import accumulation_dtype, check_eps, check_qkv
+from .validation import accumulation_dtype, check_eps, check_positive_int, check_qkv
 
 # Half the masked-block work of the vectorised form's 64, for twice as many (smaller) matrix products:
 # on the 2-core CPU this book was written on, 32 was the faster of the two for d = 64.
@@ -72,8 +72,7 @@ def _run(q, k, v, eps, chunk_size, *, feature_map_into, fallback_map):
     """chunk_size None: CPU_CHUNK_SIZE chunk after chunk, DEFAULT_CHUNK_SIZE for the vectorised fallback."""
     check_qkv(q, k, v, causal=True)
     check_eps(eps)
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    check_positive_int("chunk_size", chunk_size, allow_none=True)
     work = accumulation_dtype(q.dtype)
     needs_autograd = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     *lead, n, d = q.shape

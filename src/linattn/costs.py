@@ -17,15 +17,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .memory import element_size
-from .validation import check_eps, check_qkv
+from .validation import check_eps, check_positive_int, check_qkv
 
 COSTS = ("flops", "bytes")
 
 
 def _check_sizes(**sizes):
     for name, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
 
 
 def _sizes(batch, seq_len, dim, value_dim, key_len, heads):

@@ -9,7 +9,7 @@ import math
 import torch
 
 from .feature_maps import apply_feature_map, get_feature_map
-from .validation import check_tensor, describe
+from .validation import check_positive_int, check_tensor, describe
 
 
 def _check_qk(q, k):
@@ -43,8 +43,7 @@ def exp_similarity(q, k, *, temperature=None):
 def polynomial_similarity(q, k, *, degree=2, offset=0.0):
     """(q . k + offset)^degree. Non-negative for every input only when the degree is even."""
     _check_qk(q, k)
-    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
-        raise ValueError(f"degree must be a positive int, got {degree!r}")
+    check_positive_int("degree", degree)
     if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
         raise ValueError(f"offset must be a finite number, got {offset!r}")
     return (q @ k.transpose(-2, -1) + offset) ** degree

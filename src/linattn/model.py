@@ -5,11 +5,7 @@ from torch import nn
 
 from .attention import linear_attention, softmax_attention
 from .feature_maps import get_feature_map
-
-
-def _check_positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+from .validation import check_positive_int
 
 
 class CausalSelfAttention(nn.Module):
@@ -20,7 +16,7 @@ class CausalSelfAttention(nn.Module):
         if attention not in ("softmax", "linear"):
             raise ValueError(f"attention must be 'softmax' or 'linear', got {attention!r}")
         for name, value in (("d_model", d_model), ("n_heads", n_heads), ("head_dim", head_dim)):
-            _check_positive_int(name, value)
+            check_positive_int(name, value)
         self.attention, self.n_heads, self.head_dim = attention, n_heads, head_dim
         self.feature_map = get_feature_map(feature_map) if attention == "linear" else None
         self.qkv = nn.Linear(d_model, 3 * n_heads * head_dim, bias=False)
@@ -63,12 +59,12 @@ class TinyTransformer(nn.Module):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("max_len", max_len), ("d_model", d_model),
                             ("n_layers", n_layers), ("n_heads", n_heads)):
-            _check_positive_int(name, value)
+            check_positive_int(name, value)
         if head_dim is None:
             if d_model % n_heads:
                 raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads}), or give head_dim")
             head_dim = d_model // n_heads
-        _check_positive_int("head_dim", head_dim)
+        check_positive_int("head_dim", head_dim)
         self.vocab_size, self.max_len = vocab_size, max_len
         self.token = nn.Embedding(vocab_size, d_model)
         self.position = nn.Embedding(max_len, d_model)

@@ -7,16 +7,13 @@ from dataclasses import dataclass
 
 import torch
 
+from .validation import check_positive_int
+
 IGNORE = -100  # the default ignore_index of torch.nn.functional.cross_entropy
 
 
-def _check_positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def _check_sample_args(batch_size, generator):
-    _check_positive_int("batch_size", batch_size)
+    check_positive_int("batch_size", batch_size)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
 
@@ -37,8 +34,8 @@ class CopyTask:
     num_symbols: int = 16
 
     def __post_init__(self):
-        _check_positive_int("length", self.length)
-        _check_positive_int("num_symbols", self.num_symbols)
+        check_positive_int("length", self.length)
+        check_positive_int("num_symbols", self.num_symbols)
 
     @property
     def vocab_size(self):
@@ -73,12 +70,12 @@ class RecallTask:
 
     def __post_init__(self):
         for name in ("num_pairs", "num_keys", "num_values"):
-            _check_positive_int(name, getattr(self, name))
+            check_positive_int(name, getattr(self, name))
         if self.num_pairs > self.num_keys:
             raise ValueError(f"num_pairs ({self.num_pairs}) cannot exceed num_keys ({self.num_keys}): "
                              "keys are distinct within a sequence")
         if self.num_queries is not None:
-            _check_positive_int("num_queries", self.num_queries)
+            check_positive_int("num_queries", self.num_queries)
             if self.num_queries > self.num_pairs:
                 raise ValueError(f"num_queries ({self.num_queries}) cannot exceed num_pairs ({self.num_pairs})")
 

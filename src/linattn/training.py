@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .tasks import IGNORE
+from .validation import check_positive_int
 
 
 @dataclass
@@ -29,8 +30,7 @@ def torch_threads(threads):
     A model this small gains little from several threads, and on shared cores loses badly: each
     small operation waits for its slowest thread.
     """
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    check_positive_int("threads", threads, allow_none=True)
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -80,8 +80,7 @@ def sequence_loss(model, inputs, targets):
 
 def _check_training_args(steps, batch_size, lr, warmup):
     for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(name, value)
     if not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
         raise ValueError(f"lr must be a finite positive number, got {lr!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0 <= warmup < 1:
@@ -122,8 +121,7 @@ def train(model, task, *, steps, batch_size=32, lr=1e-2, seed=0, warmup=0.1, wei
 @torch.no_grad()
 def evaluate(model, task, *, batch_size=256, seed=12345, device="cpu", threads=1):
     """Share of scored positions where the most likely next token is the right one, on a held-out batch."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     model.to(device).eval()
     inputs, targets = (t.to(device) for t in task.sample(batch_size, torch.Generator().manual_seed(seed)))
     scored = targets != IGNORE

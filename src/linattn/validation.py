@@ -35,6 +35,14 @@ def check_qkv(q, k, v, *, causal=False):
         raise ValueError(f"q, k and v need one device; got {q.device}, {k.device}, {v.device} for {shapes}")
 
 
+def check_positive_int(name, value, *, allow_none=False):
+    """An int >= 1 (bools are not sizes), or None where allow_none."""
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+
+
 def check_eps(eps):
     if not isinstance(eps, (int, float)) or not eps >= 0 or eps == float("inf"):
         raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
