@@ -145,6 +145,16 @@ def test_elu_plus_one_in_place_matches_its_definition(dtype):
     assert out.min() >= 0 and out[-4] == 0 and out[-1] == 1e4 + 1
 
 
+def test_elu_plus_one_without_a_scratch_buffer_matches_elu_plus_one():
+    x = torch.tensor([-100.0, -20.0, -1.0, -1e-8, 0.0, 1e-8, 0.5, 3.0])
+    torch.testing.assert_close(elu_plus_one_(x, torch.empty_like(x)), linattn.elu_plus_one(x), rtol=2e-6, atol=0)
+    wide = torch.linspace(-30, 30, 100_001, dtype=torch.float64)
+    torch.testing.assert_close(elu_plus_one_(wide, torch.empty_like(wide)), linattn.elu_plus_one(wide),
+                               rtol=1e-14, atol=0)
+    half = x.half()
+    torch.testing.assert_close(elu_plus_one_(half, torch.empty(8)), linattn.elu_plus_one(half.float()))
+
+
 def test_is_elu_plus_one():
     assert is_elu_plus_one("elu") and is_elu_plus_one(linattn.elu_plus_one)
     assert not is_elu_plus_one("relu") and not is_elu_plus_one(lambda x: F.elu(x) + 1)

@@ -23,13 +23,12 @@ import math
 import torch
 
 from .causal import DEFAULT_CHUNK_SIZE, chunked_causal_linear_attention
-from .fast import run_on_cores
+from .fast import elu_plus_one_, run_on_cores
 from .validation import accumulation_dtype, check_eps, check_positive_int, check_qkv
 
 # Half the masked-block work of the vectorised form's 64, for twice as many (smaller) matrix products:
 # on the 2-core CPU this book was written on, 32 was the faster of the two for d = 64.
 CPU_CHUNK_SIZE = 32
-LOG2_E = math.log2(math.e)
 BLOCK_ELEMENTS = 1 << 18  # numbers per buffer (1 MiB in float32): the few buffers of a block stay in cache
 
 
@@ -40,17 +39,6 @@ def elu_plus_one_differentiable(x):
     on both sides.
     """
     return torch.exp(x.clamp(max=0)) + torch.relu(x)
-
-
-def elu_plus_one_into(x, out):
-    """phi(x) = elu(x) + 1 = exp(min(x, 0)) + max(x, 0), written into `out` (shaped like x, maybe wider).
-
-    exp(y) is computed as 2^(y log2 e): PyTorch's exp2 kernel is several times faster than its exp on
-    CPUs, and the result differs by a few units in the last place.
-    """
-    out.copy_(x)
-    positive = out.clamp(min=0)
-    return out.clamp_(max=0).mul_(LOG2_E).exp2_().add_(positive)
 
 
 def _copy_into(x, out):
@@ -64,7 +52,7 @@ def chunk_loop_causal_linear_attention(qf, kf, v, *, eps=1e-6, chunk_size=None):
 
 def fast_causal_linear_attention(q, k, v, *, eps=1e-6, chunk_size=None):
     """Same result as linear_attention(q, k, v, causal=True) with feature_map="elu"; faster on CPUs."""
-    return _run(q, k, v, eps, chunk_size, feature_map_into=elu_plus_one_into,
+    return _run(q, k, v, eps, chunk_size, feature_map_into=elu_plus_one_,
                 fallback_map=elu_plus_one_differentiable)
 
 
