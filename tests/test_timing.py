@@ -58,6 +58,6 @@ def test_slow_calls_run_once_per_sample():
 def test_cuda_work_is_waited_for(monkeypatch):
     import linattn.timing as timing
     synced = []
-    monkeypatch.setattr(timing, "_synchronise", lambda: synced.append(1))
+    monkeypatch.setattr(timing, "synchronize", lambda: synced.append(1))
     time_call(lambda: time.sleep(0.002), repeats=3, warmup=0)
     assert len(synced) == 2 * (1 + 3)  # before and after every sample

@@ -24,7 +24,7 @@ except ImportError:   # a bare GPU machine with torch alone: run without a progr
 from .baselines import (IMPLEMENTATIONS, backend_from_ops, cost, extra_bytes, get_implementation, recorded_ops,
                         sdpa_backend)
 from .costs import measured_crossover
-from .device import choose_device, hardware_name
+from .device import choose_device, hardware_name, synchronize
 from .memory import SAFETY_FRACTION, available_bytes, fits, format_bytes, peak_cuda_bytes
 from .profiles import PROFILES, get_profile
 from .results import load_results, save_results
@@ -47,11 +47,6 @@ def make_inputs(batch, seq_len, dim, dtype, device, *, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return tuple(torch.randn(batch, 1, seq_len, dim, generator=gen).to(device=device, dtype=dtype)
                  for _ in range(3))
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _skip(record, message, needed, log):
@@ -82,7 +77,7 @@ def measure_point(name, q, k, v, *, repeats, time_budget=None, log=print):
             start = time.perf_counter()
             with recorded_ops() if is_sdpa else nullcontext([]) as names:   # the backend that really ran
                 impl.fn(q, k, v)
-            _sync(device)
+            synchronize(device)
             once = time.perf_counter() - start
             if is_sdpa:
                 record["backend"] = backend = backend_from_ops(names)

@@ -40,6 +40,16 @@ def choose_device(preferred=None, *, verbose=True):
     return device
 
 
+def synchronize(device=None):
+    """Wait for queued GPU work: on `device`, or with None on the current CUDA device once CUDA is in
+    use. Nothing to wait for on a CPU."""
+    if device is None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+    elif torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def environment(device):
     """What every stored or shown measurement carries beside it."""
     device = torch.device(device)

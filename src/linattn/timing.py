@@ -3,7 +3,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-import torch
+from .device import synchronize
 
 
 @dataclass(frozen=True)
@@ -56,16 +56,11 @@ def time_call(fn, *args, repeats=10, warmup=1, min_sample_s=1e-3, **kwargs):
     return Timing(tuple(_sample(fn, args, kwargs, number) for _ in range(repeats)))
 
 
-def _synchronise():
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
 def _sample(fn, args, kwargs, number):
     """Seconds per call of `number` back-to-back calls."""
-    _synchronise()
+    synchronize()
     start = time.perf_counter()
     for _ in range(number):
         fn(*args, **kwargs)
-    _synchronise()
+    synchronize()
     return (time.perf_counter() - start) / number
