@@ -22,13 +22,12 @@ from linattn import bench
 from linattn.baselines import IMPLEMENTATIONS
 from linattn.causal_benchmark import check_targets, run_causal_benchmark
 
-# Largest error allowed, relative to the largest output (or gradient) of the float64 reference.
+# Largest relative error allowed against the float64 reference (linattn.relative_error: Frobenius norm).
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
 
 
-def relative_error(result, reference):
-    result, reference = result.detach().double().cpu(), reference.detach().double().cpu()
-    return ((result - reference).abs().max() / reference.abs().max().clamp_min(1e-30)).item()
+def error_of(result, reference):
+    return linattn.relative_error(result.detach().double().cpu(), reference.detach().double().cpu())
 
 
 def check(name, error, dtype_name):
@@ -54,7 +53,7 @@ def forward_checks(device, dtypes, seq_len):
         q, k, v = bench.make_inputs(2, seq_len, 64, getattr(torch, dtype_name), device, seed=1)
         for name, impl in IMPLEMENTATIONS.items():
             with torch.no_grad():
-                error = relative_error(impl.fn(q, k, v), reference(name, q, k, v))
+                error = error_of(impl.fn(q, k, v), reference(name, q, k, v))
             found.append(check(f"forward {name}", error, dtype_name))
     return found
 
@@ -68,7 +67,7 @@ def gradient_checks(device, seq_len):
         on_device = [t.detach().to(device=device, dtype=torch.float32).requires_grad_() for t in (q, k, v)]
         got = torch.autograd.grad(linattn.linear_attention(*on_device, causal=causal).square().sum(), on_device)
         for which, g, e in zip("qkv", got, expected):
-            found.append(check(f"gradient d/d{which} linear, causal={causal}", relative_error(g, e), "float32"))
+            found.append(check(f"gradient d/d{which} linear, causal={causal}", error_of(g, e), "float32"))
     return found
 
 
@@ -77,7 +76,7 @@ def algorithm_checks(device, seq_len):
     q, k, v = bench.make_inputs(2, seq_len, 32, torch.float32, device, seed=3)
     qf, kf = linattn.elu_plus_one(q), linattn.elu_plus_one(k)
     expected = linattn.masked_causal_linear_attention(qf.double().cpu(), kf.double().cpu(), v.double().cpu())
-    return [check(f"causal algorithm {name}", relative_error(algorithm(qf, kf, v), expected), "float32")
+    return [check(f"causal algorithm {name}", error_of(algorithm(qf, kf, v), expected), "float32")
             for name, algorithm in linattn.CAUSAL_ALGORITHMS.items()]
 
 
