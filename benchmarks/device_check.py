@@ -21,6 +21,7 @@ import linattn
 from linattn import bench
 from linattn.baselines import IMPLEMENTATIONS
 from linattn.causal_benchmark import check_targets, run_causal_benchmark
+from linattn.roofline import parse_dtype
 
 # Largest relative error allowed against the float64 reference (linattn.relative_error: Frobenius norm).
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
@@ -50,7 +51,7 @@ def reference(name, q, k, v):
 def forward_checks(device, dtypes, seq_len):
     found = []
     for dtype_name in dtypes:
-        q, k, v = bench.make_inputs(2, seq_len, 64, getattr(torch, dtype_name), device, seed=1)
+        q, k, v = bench.make_inputs(2, seq_len, 64, parse_dtype(dtype_name), device, seed=1)
         for name, impl in IMPLEMENTATIONS.items():
             with torch.no_grad():
                 error = error_of(impl.fn(q, k, v), reference(name, q, k, v))

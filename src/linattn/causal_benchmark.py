@@ -18,6 +18,7 @@ from .causal import DEFAULT_CHUNK_SIZE, chunked_causal_linear_attention, cumsum_
 from .causal_fast import CPU_CHUNK_SIZE, chunk_loop_causal_linear_attention
 from .feature_maps import elu_plus_one
 from .peak_memory import peak_bytes
+from .roofline import dtype_name
 from .timing import Timing, time_call
 from .validation import check_positive_int
 
@@ -87,7 +88,7 @@ def run_causal_benchmark(batch=8, seq_len=4096, dim=64, *, repeats=5, device="cp
     return {
         "sizes": {"batch": batch, "seq_len": seq_len, "dim": dim, "chunk_size": CPU_CHUNK_SIZE,
                   "all_at_once_chunk_size": DEFAULT_CHUNK_SIZE},
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": dtype_name(dtype),
         "timings": {name: t.as_dict() for name, t in times.items()},
         "peak_bytes": memory,
         "ratios": ratios,
