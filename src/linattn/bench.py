@@ -22,7 +22,7 @@ except ImportError:   # a bare GPU machine with torch alone: run without a progr
     tqdm = None
 
 from .baselines import (IMPLEMENTATIONS, backend_from_ops, cost, extra_bytes, get_implementation, recorded_ops,
-                        sdpa_backend)
+                        sdpa_backend, vectors_bytes)
 from .costs import measured_crossover
 from .device import choose_device, hardware_name, synchronize
 from .memory import SAFETY_FRACTION, available_bytes, fits, format_bytes, peak_cuda_bytes
@@ -150,7 +150,7 @@ class _NoProgressBar(list):
 
 
 def _inputs_or_none(batch, n, dim, dtype, device, seed, log):
-    needed = 3 * batch * n * dim * torch.empty((), dtype=dtype).element_size()
+    needed = 3 * vectors_bytes(batch, n, dim, dtype)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     if not fits(needed, device):
