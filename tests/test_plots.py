@@ -40,3 +40,21 @@ def test_heatmap_shows_the_matrix():
 def test_palette_is_used():
     plots.use_palette()
     assert plt.rcParams["axes.prop_cycle"].by_key()["color"][0] == plots.PALETTE[0]
+
+
+def test_scaling_plots_label_measured_sizes_without_crowding():
+    import math
+    ns = [128, 256, 512, 1024, 2048, 4096, 6000]
+    kept = {}
+    for width in (3, 11):
+        fig, ax = plt.subplots(figsize=(width, 3))
+        plots.plot_scaling(ax, ns, [n ** 2 for n in ns], label="quadratic")
+        ticks = sorted(ax.get_xticks())
+        labels = {t: label.get_text() for t, label in zip(ax.get_xticks(), ax.get_xticklabels())}
+        low, high = ax.get_xlim()
+        inches_per_decade = ax.get_position().width * width / math.log10(high / low)
+        plt.close(fig)
+        assert set(ticks) <= set(ns) and labels[6000] == "6000"
+        assert min(math.log10(b / a) for a, b in zip(ticks, ticks[1:])) * inches_per_decade >= 0.3
+        kept[width] = ticks
+    assert len(kept[3]) < len(kept[11]) and len(kept[11]) >= 5   # narrower axes keep fewer labels
