@@ -19,21 +19,6 @@ def test_softmax_estimate_matches_the_tensors_it_creates():
     assert memory.softmax_attention_bytes(b, n, d) == sum(t.numel() * t.element_size() for t in tensors)
 
 
-def test_linear_estimate_matches_the_tensors_it_creates():
-    b, n, d = 2, 64, 8
-    q, k, v = torch.randn(3, b, n, d).unbind(0)
-    qf, kf = torch.relu(q), torch.relu(k)
-    state, z = kf.transpose(-2, -1) @ v, kf.sum(-2)
-    out = qf @ state
-    tensors = (q, k, v, qf, kf, state, z, out)
-    assert memory.linear_attention_bytes(b, n, d) == sum(t.numel() * t.element_size() for t in tensors)
-
-
-def test_linear_attention_needs_far_less_at_long_n():
-    ratio = memory.softmax_attention_bytes(32, 6000, 64) / memory.linear_attention_bytes(32, 6000, 64)
-    assert ratio > 6000 / (3 * 64)  # two N x N matrices against six N x d ones
-
-
 def test_budget_variable_overrides_the_device(monkeypatch):
     monkeypatch.setenv(memory.BUDGET_VARIABLE, "1000")
     assert memory.available_bytes("cpu") == 1000

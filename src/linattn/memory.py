@@ -30,12 +30,6 @@ def softmax_attention_bytes(batch, seq_len, dim, *, heads=1, dtype=torch.float32
     return 2 * score_matrix_bytes(batch, seq_len, heads=heads, dtype=dtype) + vectors
 
 
-def linear_attention_bytes(batch, seq_len, dim, *, heads=1, dtype=torch.float32):
-    """Peak estimate for non-causal linear attention: q, k, v, phi(q), phi(k), the output, the d x d state."""
-    size = element_size(dtype)
-    return batch * heads * (6 * seq_len * dim + dim * dim + dim) * size
-
-
 def available_bytes(device):
     """Free memory on `device` (or $LINATTN_MEMORY_BUDGET when set)."""
     if os.environ.get(BUDGET_VARIABLE):
