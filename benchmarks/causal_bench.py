@@ -9,7 +9,7 @@ target. The chapter shows the stored file (--save) beside a smaller live run.
 import argparse
 
 import linattn
-from linattn.causal_benchmark import check_targets, run_causal_benchmark
+from linattn.lab.causal_benchmark import check_targets, run_causal_benchmark
 
 
 def main(argv=None):

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 import linattn
-from linattn import bench
-from linattn.baselines import IMPLEMENTATIONS
-from linattn.causal_benchmark import check_targets, run_causal_benchmark
-from linattn.roofline import parse_dtype
+from linattn.lab import bench
+from linattn.lab.baselines import IMPLEMENTATIONS
+from linattn.lab.causal_benchmark import check_targets, run_causal_benchmark
+from linattn.lab.roofline import parse_dtype
 
 # Largest relative error allowed against the float64 reference (linattn.relative_error: Frobenius norm).
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}

@@ -1,10 +1,9 @@
 """The two public attention functions: softmax (quadratic) and linear (reordered products)."""
 import torch
 
-from .causal import causal_linear_attention
-from .causal_fast import fast_causal_linear_attention
-from .fast import fast_linear_attention, is_elu_plus_one
-from .feature_maps import apply_feature_map, get_feature_map
+from . import fast
+from .causal import DEFAULT_CHUNK_SIZE, chunked
+from .feature_maps import apply_feature_map, is_elu_plus_one, trusted_feature_map
 from .validation import accumulation_dtype, check_eps, check_qkv
 
 
@@ -32,17 +31,15 @@ def linear_attention(q, k, v, *, feature_map="elu", causal=False, eps=1e-6):
     """
     check_qkv(q, k, v, causal=causal)
     check_eps(eps)
-    if not causal and is_elu_plus_one(feature_map):
-        return fast_linear_attention(q, k, v, eps=eps)   # the same maths, tiled and fused: see linattn.fast
-    if causal and is_elu_plus_one(feature_map):
-        return fast_causal_linear_attention(q, k, v, eps=eps)   # chunk by chunk, phi fused: see linattn.causal_fast
-    phi = get_feature_map(feature_map)
+    if is_elu_plus_one(feature_map):
+        return fast.elu_linear_attention(q, k, v, causal=causal, eps=eps)   # the same maths, tiled for CPUs
+    phi = trusted_feature_map(feature_map)
     work = accumulation_dtype(q.dtype)
     qf = apply_feature_map(phi, q.to(work), "q")
     kf = apply_feature_map(phi, k.to(work), "k")
     v = v.to(work)
     if causal:
-        out = causal_linear_attention(qf, kf, v, eps=eps)
+        out = chunked(qf, kf, v, eps, DEFAULT_CHUNK_SIZE)
     else:
         kv = kf.transpose(-2, -1) @ v                  # (..., D, d_v): phi(K)^T V
         normaliser = qf @ kf.sum(dim=-2).unsqueeze(-1)  # (..., N, 1): phi(Q) phi(K)^T 1

@@ -9,7 +9,7 @@ The four functions compute the same thing with different costs (N tokens, chunk 
   recurrent_causal_linear_attention   one token at a time, like an RNN: N small sequential steps
   chunked_causal_linear_attention     masked products inside chunks of C tokens, states between them
 
-`causal_linear_attention` (what `linear_attention(..., causal=True)` uses) is the chunked one.
+`linear_attention(..., causal=True)` uses the chunked one.
 Half-precision inputs are computed in float32 (running sums overflow float16) and cast back.
 """
 import torch
@@ -74,6 +74,11 @@ def chunked_causal_linear_attention(qf, kf, v, *, eps=1e-6, chunk_size=DEFAULT_C
     check_positive_int("chunk_size", chunk_size)
     dtype = v.dtype
     qf, kf, v = _checked(qf, kf, v, eps)
+    return chunked(qf, kf, v, eps, chunk_size).to(dtype)
+
+
+def chunked(qf, kf, v, eps, chunk_size):
+    """The chunked algorithm for a caller that has checked its arguments and chosen the working dtype."""
     n, d_v = qf.shape[-2], v.shape[-1]
     # The normaliser z is the state that values of all ones would build: append a column of ones to V
     # and every product below carries numerator and denominator together.
@@ -92,10 +97,8 @@ def chunked_causal_linear_attention(qf, kf, v, *, eps=1e-6, chunk_size=DEFAULT_C
     # Inside a chunk: the masked quadratic form on C tokens (in place: matmul keeps its inputs).
     sim = (qc @ kc_t).tril_()                                           # (..., N/C, C, C)
     both = (sim @ vc + qc @ state_before).flatten(-3, -2)[..., :n, :]    # (..., N, d_v + 1)
-    return (both[..., :d_v] / (both[..., d_v:] + eps)).to(dtype)
+    return both[..., :d_v] / (both[..., d_v:] + eps)
 
-
-causal_linear_attention = chunked_causal_linear_attention
 
 CAUSAL_ALGORITHMS = {
     "masked": masked_causal_linear_attention,

@@ -14,6 +14,10 @@ def elu_plus_one(x):
     elu(x) + 1 it adds 1 to -1 + e^x and rounds to exactly 0 in float32 below x of about -17.
     """
     check_tensor("x", x, min_dim=1)
+    return _elu_plus_one(x)
+
+
+def _elu_plus_one(x):
     # clamp keeps exp finite in the branch `where` discards, so its gradient is never inf * 0 = nan.
     return torch.where(x > 0, x + 1, torch.exp(x.clamp(max=0)))
 
@@ -27,6 +31,10 @@ def relu_features(x):
 def poly2_features(x):
     """Exact degree-2 polynomial map: phi(x) = vec(x x^T), so phi(q) . phi(k) = (q . k)^2."""
     check_tensor("x", x, min_dim=1)
+    return _poly2(x)
+
+
+def _poly2(x):
     return (x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)
 
 
@@ -80,6 +88,10 @@ class PerformerFeatures:
 
     def __call__(self, x):
         check_tensor("x", x, min_dim=1)
+        return self.unchecked(x)
+
+    def unchecked(self, x):
+        """phi(x) for a caller that has checked x is a floating-point tensor."""
         if x.shape[-1] != self.dim:
             raise ValueError(f"PerformerFeatures(dim={self.dim}) got input of shape {tuple(x.shape)}")
         xs = x * self.scale
@@ -95,6 +107,11 @@ class PerformerFeatures:
 FEATURE_MAPS = {"elu": elu_plus_one, "relu": relu_features, "poly2": poly2_features}
 
 
+def is_elu_plus_one(feature_map):
+    """Whether `feature_map` (a name or a callable) is phi = elu + 1, the map linattn.fast speeds up."""
+    return feature_map is elu_plus_one or (isinstance(feature_map, str) and feature_map == "elu")
+
+
 def get_feature_map(feature_map):
     """A callable phi from a name in FEATURE_MAPS or a callable (returned as is)."""
     if callable(feature_map):
@@ -102,6 +119,17 @@ def get_feature_map(feature_map):
     if isinstance(feature_map, str) and feature_map in FEATURE_MAPS:
         return FEATURE_MAPS[feature_map]
     raise ValueError(f"feature_map must be one of {sorted(FEATURE_MAPS)} or a callable, got {feature_map!r}")
+
+
+_UNCHECKED = ((elu_plus_one, _elu_plus_one), (relu_features, F.relu), (poly2_features, _poly2))
+
+
+def trusted_feature_map(feature_map):
+    """get_feature_map for a caller that has checked the inputs: the package's own maps skip their check."""
+    phi = get_feature_map(feature_map)
+    if isinstance(phi, PerformerFeatures):
+        return phi.unchecked
+    return next((unchecked for checked, unchecked in _UNCHECKED if phi is checked), phi)
 
 
 def apply_feature_map(phi, x, name):

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from .feature_maps import apply_feature_map, get_feature_map
+from .feature_maps import apply_feature_map, trusted_feature_map
 from .validation import accumulation_dtype, check_eps, check_tensor, describe
 
 
@@ -49,7 +49,7 @@ class LinearAttentionState(NamedTuple):
         if k.shape[:-1] != v.shape[:-1] or k.dtype != v.dtype or k.device != v.device:
             raise ValueError(f"k and v need the same (..., N) dimensions, dtype and device; got {describe(k=k, v=v)}")
         work = accumulation_dtype(k.dtype)
-        kf = apply_feature_map(get_feature_map(feature_map), k.to(work), "k")
+        kf = apply_feature_map(trusted_feature_map(feature_map), k.to(work), "k")
         return cls(kf.transpose(-2, -1) @ v.to(work), kf.sum(dim=-2))
 
 
@@ -71,7 +71,7 @@ def linear_attention_step(state, q_t, k_t, v_t, *, feature_map="elu", eps=1e-6):
     """
     _check_token(q_t, k_t, v_t)
     check_eps(eps)
-    phi = get_feature_map(feature_map)
+    phi = trusted_feature_map(feature_map)
     work = accumulation_dtype(q_t.dtype)
     # Feature maps act on (..., N, d); a single token is N = 1.
     qf = apply_feature_map(phi, q_t.to(work).unsqueeze(-2), "q_t").squeeze(-2)

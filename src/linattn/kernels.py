@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from .feature_maps import apply_feature_map, get_feature_map
+from .feature_maps import apply_feature_map, get_feature_map, trusted_feature_map
 from .validation import check_positive_int, check_tensor, describe
 
 
@@ -66,13 +66,13 @@ def gaussian_similarity(q, k, *, bandwidth=None):
 
 def feature_map_similarity(feature_map):
     """The similarity phi(q) . phi(k) of a feature map (a name such as "elu", or a callable)."""
-    phi = get_feature_map(feature_map)
+    named, phi = get_feature_map(feature_map), trusted_feature_map(feature_map)
 
     def similarity(q, k):
         _check_qk(q, k)
         return apply_feature_map(phi, q, "q") @ apply_feature_map(phi, k, "k").transpose(-2, -1)
 
-    similarity.__name__ = f"feature_map_similarity({getattr(phi, '__name__', repr(phi))})"
+    similarity.__name__ = f"feature_map_similarity({getattr(named, '__name__', repr(named))})"
     return similarity
 
 

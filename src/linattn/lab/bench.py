@@ -1,0 +1,231 @@
+"""The benchmark of Chapter 6: every contender timed over a sweep of sequence lengths, stored as JSON.
+
+    python -m linattn.lab.bench --help
+    python -m linattn.lab.bench --device cuda --dtype float32 float16 --output book/data/bench_t4.json
+
+Sizes default to the profile of the device (`linattn.get_profile`): on a CUDA GPU the original
+experiment (batch 32, d = 64, N from 128 to 6000, 100 repetitions). Each point is guarded: a size
+that would not fit in memory is recorded as skipped, with the bytes it needs, instead of crashing.
+"""
+import argparse
+import re
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+try:
+    from tqdm.auto import tqdm
+except ImportError:   # a bare GPU machine with torch alone: run without a progress bar
+    tqdm = None
+
+from .baselines import (IMPLEMENTATIONS, backend_from_ops, cost, extra_bytes, get_implementation, recorded_ops,
+                        sdpa_backend, vectors_bytes)
+from .device import choose_device, hardware_name, synchronize
+from .memory import SAFETY_FRACTION, available_bytes, fits, format_bytes, peak_cuda_bytes
+from .profiles import PROFILES, get_profile
+from .report import summary_lines
+from .results import load_results, save_results
+from .roofline import DTYPES, default_sizes, dtype_name, measure_roofline, parse_dtype
+from .timing import time_call
+
+DEFAULT_IMPLEMENTATIONS = tuple(IMPLEMENTATIONS)
+
+
+def supported_dtypes(device):
+    """float32 everywhere; float16 and bfloat16 on GPUs that run them (CPUs emulate half precision)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return ["float32", "float16"] + (["bfloat16"] if torch.cuda.is_bf16_supported() else [])
+    return ["float32"]
+
+
+def make_inputs(batch, seq_len, dim, dtype, device, *, seed=0):
+    """q, k, v of shape (batch, 1 head, seq_len, dim): one attention layer with one head."""
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(batch, 1, seq_len, dim, generator=gen).to(device=device, dtype=dtype)
+                 for _ in range(3))
+
+
+def _skip(record, message, needed, log):
+    log(message)
+    return {**record, "skipped": message, "bytes_needed": needed}
+
+
+def measure_point(name, q, k, v, *, repeats, time_budget=None, log=print):
+    """Time implementation `name` on q, k, v (B, H, N, d); a dict with its statistics or why it was skipped."""
+    impl = get_implementation(name)
+    device, dtype = q.device, q.dtype
+    batch, seq_len, dim = q.shape[0] * q.shape[1], q.shape[-2], q.shape[-1]
+    is_sdpa = name.startswith("sdpa")
+    # Which SDPA backend runs decides its memory; a small slice shows it before the full size runs.
+    backend = sdpa_backend(q[:1, :, :16], k[:1, :, :16], v[:1, :, :16], causal=impl.causal) if is_sdpa else None
+    record = {"implementation": name, "label": impl.label, "causal": impl.causal, "dtype": dtype_name(dtype),
+              "batch": batch, "seq_len": seq_len, "dim": dim, "backend": backend}
+    needed = extra_bytes(name, batch, seq_len, dim, dtype, backend=backend, device=device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()   # blocks PyTorch keeps cached count as used in the free memory
+    budget = available_bytes(device)
+    what = f"{impl.label} at N = {seq_len} ({record['dtype']}, batch {batch})"
+    if not fits(needed, device, budget=budget):
+        return _skip(record, f"Skipping {what}: it needs about {format_bytes(needed)} beyond its inputs, more "
+                     f"than {SAFETY_FRACTION:.0%} of the {format_bytes(budget)} free on {device}.", needed, log)
+    try:
+        with torch.no_grad():
+            start = time.perf_counter()
+            with recorded_ops() if is_sdpa else nullcontext([]) as names:   # the backend that really ran
+                impl.fn(q, k, v)
+            synchronize(device)
+            once = time.perf_counter() - start
+            if is_sdpa:
+                record["backend"] = backend = backend_from_ops(names)
+            if time_budget is not None:   # a timed sample lasts at least a millisecond (see time_call)
+                repeats = max(3, min(repeats, int(time_budget / max(once, 1e-3))))
+            timing = time_call(impl.fn, q, k, v, repeats=repeats, warmup=0)
+            if device.type == "cuda":
+                peak, source = peak_cuda_bytes(impl.fn, q, k, v, device=device), "measured"
+            else:
+                peak, source = needed, "estimated"
+    except torch.cuda.OutOfMemoryError as error:   # the estimate was too low: record it, do not crash
+        torch.cuda.empty_cache()
+        return _skip(record, f"Skipping {what}: out of memory ({str(error).splitlines()[0]})", needed, log)
+    work = cost(name, batch, seq_len, dim, dtype, backend=backend)
+    return {**record, **timing.as_dict(), "peak_bytes": peak, "memory": source, "skipped": None,
+            "flops": work.flops if work else None, "bytes_moved": work.bytes if work else None}
+
+
+def run_benchmark(device, *, dtypes=None, batch, dim, seq_lens, repeats, implementations=DEFAULT_IMPLEMENTATIONS,
+                  time_budget=None, roofline=True, roofline_sizes=(None, None), progress=True, seed=0, log=None):
+    """Measure every implementation x dtype x sequence length on `device`.
+
+    roofline_sizes: (matmul side, copy bytes) for the microbenchmarks (default: `roofline.default_sizes`).
+    Returns (records, settings), ready for `linattn.lab.results.save_results`.
+    """
+    device = torch.device(device)
+    dtypes = [dtype_name(parse_dtype(d)) for d in (dtypes or supported_dtypes(device))]
+    for name in implementations:
+        get_implementation(name)
+    for label, value in (("batch", batch), ("dim", dim), ("repeats", repeats)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive int, got {value!r}")
+    if not seq_lens or any(not isinstance(n, int) or n < 1 for n in seq_lens):
+        raise ValueError(f"seq_lens must be positive ints, got {seq_lens!r}")
+    if time_budget is not None and not time_budget > 0:
+        raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
+    points = [(dt, n, name) for dt in dtypes for n in seq_lens for name in implementations]
+    bar = tqdm(points, desc="benchmark", disable=not progress) if tqdm else _NoProgressBar(points)
+    log = log or bar.write
+    matmul_size, copy_bytes = roofline_sizes
+    rooflines = {dt: measure_roofline(device, dt, matmul_size=matmul_size, copy_bytes=copy_bytes) if roofline
+                 else None for dt in dtypes}
+    records, inputs = [], None
+    for dt, n, name in bar:
+        bar.set_postfix_str(f"{dt} N={n} {name}")
+        if inputs is None or inputs[0] != (dt, n):
+            inputs = None   # let the previous inputs go before making the next ones
+            inputs = ((dt, n), _inputs_or_none(batch, n, dim, DTYPES[dt], device, seed, log))
+        if inputs[1] is None:
+            records.append(_skip({"implementation": name, "dtype": dt, "seq_len": n, "batch": batch, "dim": dim},
+                                 f"Skipping N = {n} ({dt}): the inputs alone do not fit.", None, lambda _: None))
+            continue
+        records.append(measure_point(name, *inputs[1], repeats=repeats, time_budget=time_budget, log=log))
+    bar.close()
+    settings = {"batch": batch, "heads": 1, "dim": dim, "seq_lens": list(seq_lens), "repeats": repeats,
+                "time_budget_s": time_budget, "dtypes": dtypes, "implementations": list(implementations),
+                "rooflines": {dt: r.as_dict() if r else None for dt, r in rooflines.items()}}
+    return records, settings
+
+
+class _NoProgressBar(list):
+    """Stands in for tqdm where it is not installed."""
+    write = staticmethod(print)
+
+    def set_postfix_str(self, text):
+        pass
+
+    def close(self):
+        pass
+
+
+def _inputs_or_none(batch, n, dim, dtype, device, seed, log):
+    needed = 3 * vectors_bytes(batch, n, dim, dtype)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if not fits(needed, device):
+        log(f"Skipping N = {n}: q, k and v alone need {format_bytes(needed)}.")
+        return None
+    return make_inputs(batch, n, dim, dtype, device, seed=seed)
+
+
+def default_output(device):
+    """bench_<device type>_<hardware>.json, e.g. bench_cuda_tesla-t4.json."""
+    device = torch.device(device)
+    slug = re.sub(r"[^a-z0-9]+", "-", hardware_name(device).lower()).strip("-")
+    return f"bench_{device.type}_{slug}.json"
+
+
+# ---- reading stored results -------------------------------------------------------------------
+
+def find_results(folder):
+    """Every bench_*.json in `folder`, loaded and sorted by hardware name: [(path, payload), ...]."""
+    found = [(path, load_results(path)) for path in sorted(Path(folder).glob("bench_*.json"))]
+    return sorted(found, key=lambda item: item[1]["environment"]["hardware"])
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m linattn.lab.bench",
+        description="Time softmax and linear attention over sequence lengths and store the results as JSON.")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: a CUDA GPU if present)")
+    parser.add_argument("--profile", choices=sorted(PROFILES),
+                        help="default sizes (default: $LINATTN_PROFILE, else gpu on CUDA and cpu otherwise)")
+    parser.add_argument("--dtype", nargs="+", choices=sorted(DTYPES),
+                        help="default: float32, plus float16 and bfloat16 where a GPU runs them")
+    parser.add_argument("--batch", type=int, help="batch size (default: the profile's)")
+    parser.add_argument("--dim", type=int, help="head dimension d (default: the profile's)")
+    parser.add_argument("--seq-lens", type=int, nargs="+", help="sequence lengths N (default: the profile's)")
+    parser.add_argument("--repeats", type=int, help="timed runs per point (default: the profile's)")
+    parser.add_argument("--time-budget", type=float,
+                        help="about this many seconds per point: fewer repeats (at least 3) for slow points")
+    parser.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS),
+                        default=list(DEFAULT_IMPLEMENTATIONS), help="what to time (default: all)")
+    parser.add_argument("--output", help="JSON file to write (default: bench_<device>_<hardware>.json)")
+    parser.add_argument("--no-roofline", action="store_true", help="skip the matmul and copy microbenchmarks")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        device = choose_device(args.device, verbose=False)
+        profile = get_profile(args.profile, device=device)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Benchmarking on {device}: {hardware_name(device)}, torch {torch.__version__} "
+          f"(profile {profile.name}: {profile.description})")
+    pick = lambda value, default: default if value is None else value  # noqa: E731
+    seq_lens = pick(args.seq_lens, list(profile.seq_lens))
+    try:
+        records, settings = run_benchmark(
+            device, dtypes=args.dtype, batch=pick(args.batch, profile.batch), dim=pick(args.dim, profile.dim),
+            seq_lens=seq_lens, repeats=pick(args.repeats, profile.repeats), implementations=args.implementations,
+            time_budget=args.time_budget, roofline=not args.no_roofline,
+            roofline_sizes=default_sizes(device, profile.name), progress=not args.no_progress)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    settings["profile"] = profile.name
+    path = save_results(args.output or default_output(device), records, settings=settings, device=device)
+    measured = sum(1 for r in records if not r["skipped"])
+    print(f"Wrote {path}: {measured} points measured, {len(records) - measured} skipped.")
+    print("\n".join(summary_lines(load_results(path))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""linattn.learn: Chapter 7's small transformer, its synthetic tasks, training and experiments."""

@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+import linattn
+from linattn.lab.device import choose_device, environment, hardware_name
+
+
+def test_cpu_fallback_prints_the_hardware(capsys, monkeypatch):
+    monkeypatch.delenv("LINATTN_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    device = choose_device()
+    assert device.type == "cpu"
+    printed = capsys.readouterr().out
+    assert hardware_name("cpu") in printed and torch.__version__ in printed
+
+
+def test_preferred_device_and_environment_variable(monkeypatch):
+    assert choose_device("cpu", verbose=False).type == "cpu"
+    monkeypatch.setenv("LINATTN_DEVICE", "cpu")
+    assert choose_device(verbose=False).type == "cpu"
+
+
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        choose_device("cuda", verbose=False)
+
+
+def test_environment_names_what_a_measurement_needs():
+    env = environment("cpu")
+    assert env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert env["threads"] == torch.get_num_threads() and env["hardware"]
+
+
+def test_exported():
+    assert linattn.choose_device is choose_device
