@@ -15,6 +15,7 @@ Half-precision inputs are computed in float32 (running sums overflow float16) an
 import torch
 import torch.nn.functional as F
 
+from .generation import LinearAttentionState
 from .validation import accumulation_dtype, check_eps, check_positive_int, check_qkv
 
 DEFAULT_CHUNK_SIZE = 64
@@ -77,8 +78,12 @@ def chunked_causal_linear_attention(qf, kf, v, *, eps=1e-6, chunk_size=DEFAULT_C
     return chunked(qf, kf, v, eps, chunk_size).to(dtype)
 
 
-def chunked(qf, kf, v, eps, chunk_size):
-    """The chunked algorithm for a caller that has checked its arguments and chosen the working dtype."""
+def chunked(qf, kf, v, eps, chunk_size, *, initial_state=None, return_state=False):
+    """The chunked algorithm for a caller that has checked its arguments and chosen the working dtype.
+
+    initial_state: None or the LinearAttentionState [S | z] before the first token; with return_state,
+    returns (out, the state after the last token).
+    """
     n, d_v = qf.shape[-2], v.shape[-1]
     # The normaliser z is the state that values of all ones would build: append a column of ones to V
     # and every product below carries numerator and denominator together.
@@ -94,10 +99,18 @@ def chunked(qf, kf, v, eps, chunk_size):
     # chunk rather than subtracted, so that no rounding carries a later token into an earlier output).
     chunk_states = kc_t @ vc                                            # (..., N/C, D, d_v + 1)
     state_before = F.pad(chunk_states.cumsum(dim=-3)[..., :-1, :, :], (0, 0, 0, 0, 1, 0))
+    if initial_state is not None:                                       # what earlier tokens left: [S_0 | z_0]
+        state_before = state_before + initial_state.joined().unsqueeze(-3)
     # Inside a chunk: the masked quadratic form on C tokens (in place: matmul keeps its inputs).
     sim = (qc @ kc_t).tril_()                                           # (..., N/C, C, C)
     both = (sim @ vc + qc @ state_before).flatten(-3, -2)[..., :n, :]    # (..., N, d_v + 1)
-    return both[..., :d_v] / (both[..., d_v:] + eps)
+    out = both[..., :d_v] / (both[..., d_v:] + eps)
+    if not return_state:
+        return out
+    final = chunk_states.sum(dim=-3)                                    # (..., D, d_v + 1); zeros when N = 0
+    if initial_state is not None:
+        final = final + initial_state.joined()
+    return out, LinearAttentionState.from_joined(final)
 
 
 CAUSAL_ALGORITHMS = {

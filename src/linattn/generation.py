@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 
 from .feature_maps import apply_feature_map, trusted_feature_map
-from .validation import accumulation_dtype, check_eps, check_tensor, describe
+from .validation import accumulation_dtype, check_eps, check_scale, check_tensor, describe
 
 
 def _check_token(q_t, k_t, v_t):
@@ -41,6 +41,15 @@ class LinearAttentionState(NamedTuple):
     def nbytes(self):
         return _nbytes(self.kv, self.k_sum)
 
+    def joined(self):
+        """[S | z]: (..., D, d_v + 1), z as the state of one more value column, all ones."""
+        return torch.cat([self.kv, self.k_sum.unsqueeze(-1)], dim=-1)
+
+    @classmethod
+    def from_joined(cls, joined):
+        """The state from [S | z] (..., D, d_v + 1)."""
+        return cls(joined[..., :-1], joined[..., -1])
+
     @classmethod
     def from_prefix(cls, k, v, *, feature_map="elu"):
         """The state after reading keys k (..., N, d) and values v (..., N, d_v): a prefill."""
@@ -53,15 +62,18 @@ class LinearAttentionState(NamedTuple):
         return cls(kf.transpose(-2, -1) @ v.to(work), kf.sum(dim=-2))
 
 
-def _check_linear_state(state, kf, v):
-    if not isinstance(state, LinearAttentionState):
-        raise ValueError(f"state must be None or a LinearAttentionState, got {type(state).__name__}")
-    expected_kv = (*kf.shape[:-1], kf.shape[-1], v.shape[-1])
-    if tuple(state.kv.shape) != expected_kv or tuple(state.k_sum.shape) != tuple(kf.shape):
-        raise ValueError(f"state holds kv {tuple(state.kv.shape)} and k_sum {tuple(state.k_sum.shape)}, "
-                         f"but this token needs kv {expected_kv} and k_sum {tuple(kf.shape)}")
-    if state.kv.dtype != kf.dtype or state.kv.device != kf.device:
-        raise ValueError(f"state is {state.kv.dtype} on {state.kv.device}; this token needs {kf.dtype} on {kf.device}")
+def check_linear_state(state, *, lead, features, d_v, dtype, device, name="state", needs="this token"):
+    """state must be a LinearAttentionState with kv (*lead, features, d_v) and k_sum (*lead, features),
+    of `dtype` on `device`; `name` and `needs` say whose state and what it is for, in the messages."""
+    if not isinstance(state, LinearAttentionState) or not all(isinstance(t, torch.Tensor) for t in state):
+        raise ValueError(f"{name} must be None or a LinearAttentionState of two tensors, got {type(state).__name__}")
+    expected_kv, expected_sum = (*lead, features, d_v), (*lead, features)
+    if tuple(state.kv.shape) != expected_kv or tuple(state.k_sum.shape) != expected_sum:
+        raise ValueError(f"{name} holds kv {tuple(state.kv.shape)} and k_sum {tuple(state.k_sum.shape)}, "
+                         f"but {needs} needs kv {expected_kv} and k_sum {expected_sum}")
+    if {state.kv.dtype, state.k_sum.dtype} != {dtype} or {state.kv.device, state.k_sum.device} != {device}:
+        raise ValueError(f"{name} is {state.kv.dtype} on {state.kv.device} (k_sum {state.k_sum.dtype} on "
+                         f"{state.k_sum.device}); {needs} needs {dtype} on {device}")
 
 
 def linear_attention_step(state, q_t, k_t, v_t, *, feature_map="elu", eps=1e-6):
@@ -79,7 +91,8 @@ def linear_attention_step(state, q_t, k_t, v_t, *, feature_map="elu", eps=1e-6):
     v = v_t.to(work)
     if state is None:
         state = LinearAttentionState(kf.new_zeros(*kf.shape, v.shape[-1]), torch.zeros_like(kf))
-    _check_linear_state(state, kf, v)
+    check_linear_state(state, lead=kf.shape[:-1], features=kf.shape[-1], d_v=v.shape[-1], dtype=kf.dtype,
+                       device=kf.device)
     kv = state.kv + kf.unsqueeze(-1) * v.unsqueeze(-2)
     k_sum = state.k_sum + kf
     numerator = (qf.unsqueeze(-2) @ kv).squeeze(-2)
@@ -140,8 +153,8 @@ def softmax_attention_step(cache, q_t, k_t, v_t, *, scale=None):
     _check_token(q_t, k_t, v_t)
     if scale is None:
         scale = q_t.shape[-1] ** -0.5
-    elif not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
-        raise ValueError(f"scale must be a finite positive number, got {scale!r}")
+    else:
+        check_scale(scale)
     if cache is None:
         cache = KVCache(k_t.unsqueeze(-2)[..., :0, :], v_t.unsqueeze(-2)[..., :0, :])
     if not isinstance(cache, KVCache):
@@ -153,7 +166,8 @@ def softmax_attention_step(cache, q_t, k_t, v_t, *, scale=None):
                          f"({keys.dtype} on {keys.device}); this token has {describe(k_t=k_t, v_t=v_t)} "
                          f"({k_t.dtype} on {k_t.device})")
     cache.append(k_t, v_t)
-    scores = (cache.keys @ q_t.unsqueeze(-1)).squeeze(-1) * scale          # (..., length)
-    weights = torch.softmax(scores.to(accumulation_dtype(scores.dtype)), dim=-1)
-    out = (weights.to(v_t.dtype).unsqueeze(-2) @ cache.values).squeeze(-2)
-    return out, cache
+    work = accumulation_dtype(q_t.dtype)     # half precision: scores in float32, as softmax_attention
+    scores = (cache.keys.to(work) @ (q_t.to(work) * scale).unsqueeze(-1)).squeeze(-1)   # (..., length)
+    weights = torch.softmax(scores, dim=-1)
+    out = (weights.unsqueeze(-2) @ cache.values.to(work)).squeeze(-2)
+    return out.to(v_t.dtype), cache

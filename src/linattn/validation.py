@@ -35,12 +35,44 @@ def check_qkv(q, k, v, *, causal=False):
         raise ValueError(f"q, k and v need one device; got {q.device}, {k.device}, {v.device} for {shapes}")
 
 
+def check_key_padding_mask(mask, k):
+    """None, or a bool (..., M) tensor on k's device for keys k (..., M, d): True where a key is real.
+    A leading dimension may be 1 and then holds for all (e.g. (B, 1, M) for every head of (B, H, M, d))."""
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        got = f"{mask.dtype} with shape {tuple(mask.shape)}" if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise ValueError(f"key_padding_mask must be a bool tensor, True where a key is real; got {got}")
+    expected = tuple(k.shape[:-1])
+    fits = (mask.dim() == len(expected) and mask.shape[-1:] == expected[-1:]
+            and all(size in (1, wanted) for size, wanted in zip(mask.shape[:-1], expected[:-1])))
+    if not fits:
+        raise ValueError(f"key_padding_mask must have shape {expected} (a leading dimension may be 1) for "
+                         f"k {tuple(k.shape)}; got {tuple(mask.shape)}")
+    if mask.device != k.device:
+        raise ValueError(f"key_padding_mask {tuple(mask.shape)} is on {mask.device}, k {tuple(k.shape)} on {k.device}")
+
+
+def check_state_options(initial_state, return_state, causal):
+    """initial_state and return_state belong to causal attention; return_state is a bool."""
+    if not isinstance(return_state, bool):
+        raise ValueError(f"return_state must be True or False, got {return_state!r}")
+    if not causal and (initial_state is not None or return_state):
+        raise ValueError("initial_state and return_state need causal=True: a state carries a causal sequence on")
+
+
 def check_positive_int(name, value, *, allow_none=False):
     """An int >= 1 (bools are not sizes), or None where allow_none."""
     if allow_none and value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+
+
+def check_scale(scale):
+    """A finite positive number (bools are not scales)."""
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+        raise ValueError(f"scale must be a finite positive number, got {scale!r}")
 
 
 def check_eps(eps):

@@ -48,7 +48,7 @@ def _per_token(name, value, q, *, allow_vector=False):
     """A number or tensor in [0, 1], one per token (..., N) or, if allowed, one per key feature (..., N, d_k)."""
     shapes = [tuple(q.shape[:-1])] + ([tuple(q.shape)] if allow_vector else [])
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = torch.full(shapes[0], float(value), device=q.device)
+        value = torch.full(shapes[0], float(value), dtype=q.dtype, device=q.device)   # q's precision, not float32
     else:
         check_tensor(name, value, min_dim=1)
         if tuple(value.shape) not in shapes or value.device != q.device:
@@ -64,7 +64,7 @@ def _decay(decay, q):
     """A number or tensor in (0, 1] that broadcasts to the leading (batch, head) dimensions of q."""
     lead = tuple(q.shape[:-2])
     if isinstance(decay, (int, float)) and not isinstance(decay, bool):
-        decay = torch.tensor(float(decay), device=q.device)
+        decay = torch.tensor(float(decay), dtype=q.dtype, device=q.device)
     elif not isinstance(decay, torch.Tensor) or not decay.is_floating_point() or decay.device != q.device:
         raise ValueError(f"decay must be a number or a floating-point tensor on {q.device}, got {decay!r}")
     try:

@@ -101,6 +101,42 @@ def test_half_precision_returns_its_own_dtype(dtype, causal):
     assert softmax_attention(q.to(dtype), k.to(dtype), v.to(dtype), causal=causal).dtype == dtype
 
 
+def stable_softmax_reference(q, k, v, causal):
+    """softmax(q k^T / sqrt(d)) v in float64, the largest score subtracted first (exp(1e4) overflows even there)."""
+    q, k, v = q.double(), k.double(), v.double()
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    if causal:
+        scores = scores.masked_fill(torch.ones_like(scores, dtype=torch.bool).triu(1), float("-inf"))
+    weights = torch.exp(scores - scores.amax(dim=-1, keepdim=True))
+    return (weights @ v) / weights.sum(dim=-1, keepdim=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax_in_half_precision_with_large_inputs_matches_float64(dtype, causal):
+    """|q|, |k| ~ 100: q k^T reaches about 1e5, beyond float16's 65504, unless q is scaled first and the
+    scores are formed in float32 (bfloat16's 8-bit mantissa would also move such scores by hundreds)."""
+    q, k, v = (x.to(dtype) for x in qkv(2, n=24, d=16, dv=8))
+    q, k = q * 100, k * 100
+    out = softmax_attention(q, k, v, causal=causal)
+    expected = stable_softmax_reference(q, k, v, causal)     # on the same (rounded) inputs
+    assert out.dtype == dtype and torch.isfinite(out).all()
+    tolerance = 2 * torch.finfo(dtype).eps * v.double().abs().max()   # the output's rounding, and a little
+    torch.testing.assert_close(out.double(), expected, rtol=0, atol=tolerance.item())
+
+
+def test_softmax_step_in_half_precision_with_large_inputs_matches_float64():
+    q, k, v = (x.half() for x in qkv(2, n=12, d=16, dv=8))
+    q, k = q * 100, k * 100
+    cache, outputs = None, []
+    for t in range(12):
+        out, cache = linattn.softmax_attention_step(cache, q[..., t, :], k[..., t, :], v[..., t, :])
+        outputs.append(out)
+    expected = stable_softmax_reference(q, k, v, causal=True)
+    tolerance = 2 * torch.finfo(torch.float16).eps * v.double().abs().max()
+    torch.testing.assert_close(torch.stack(outputs, dim=-2).double(), expected, rtol=0, atol=tolerance.item())
+
+
 def test_never_builds_an_n_by_n_matrix():
     n, d = 512, 8
     q, k, v = qkv(n=n, d=d, dv=d)

@@ -29,7 +29,10 @@ def test_the_message_says_when_none_is_allowed():
 # ---- arguments are checked once, at the public boundary ------------------------------------------
 
 CHECKS = {name: getattr(validation, name).__code__
-          for name in ("check_qkv", "check_eps", "check_tensor", "check_positive_int")}
+          for name in ("check_qkv", "check_eps", "check_tensor", "check_positive_int", "check_scale",
+                       "check_key_padding_mask", "check_state_options")}
+CHECKS["check_linear_state"] = linattn.generation.check_linear_state.__code__
+ONCE = ("check_scale", "check_key_padding_mask", "check_state_options", "check_linear_state")   # at most once
 
 
 def checks_made(call):
@@ -56,14 +59,29 @@ def qkv(n=8, requires_grad=False):
     return [torch.randn(2, n, 4, generator=g, requires_grad=requires_grad) for _ in range(3)]
 
 
+def mask(k):
+    return (torch.arange(k.shape[-2]) < k.shape[-2] - 2).expand(k.shape[:-1])
+
+
+def prefix_state(k, v, feature_map="elu"):
+    return linattn.LinearAttentionState.from_prefix(k.detach(), v.detach(), feature_map=feature_map)
+
+
 PUBLIC_CALLS = {
     "softmax": lambda q, k, v: linattn.softmax_attention(q, k, v),
+    "softmax scaled": lambda q, k, v: linattn.softmax_attention(q, k, v, scale=0.5),
     "softmax causal": lambda q, k, v: linattn.softmax_attention(q, k, v, causal=True),
     "linear": lambda q, k, v: linattn.linear_attention(q, k, v),
     "linear causal": lambda q, k, v: linattn.linear_attention(q, k, v, causal=True),
     "linear relu": lambda q, k, v: linattn.linear_attention(q, k, v, feature_map="relu"),
     "linear relu causal": lambda q, k, v: linattn.linear_attention(q, k, v, feature_map="relu", causal=True),
     "linear poly2": lambda q, k, v: linattn.linear_attention(q, k, v, feature_map="poly2"),
+    "linear scaled and masked": lambda q, k, v: linattn.linear_attention(q, k, v, scale=0.5, key_padding_mask=mask(k)),
+    "linear causal, every option": lambda q, k, v: linattn.linear_attention(
+        q, k, v, causal=True, scale=0.5, key_padding_mask=mask(k), initial_state=prefix_state(k, v), return_state=True),
+    "linear relu causal, every option": lambda q, k, v: linattn.linear_attention(
+        q, k, v, feature_map="relu", causal=True, scale=0.5, key_padding_mask=mask(k),
+        initial_state=prefix_state(k, v, "relu"), return_state=True),
     "fast": lambda q, k, v: linattn.fast_linear_attention(q, k, v),
     "einsum": lambda q, k, v: linattn.einsum_linear_attention(q, k, v),
     "fast causal": lambda q, k, v: fast.fast_causal_linear_attention(q, k, v),
@@ -80,6 +98,7 @@ def test_no_argument_is_checked_twice_on_one_call(name, requires_grad):
     made = checks_made(lambda: PUBLIC_CALLS[name](q, k, v))
     names = [check for check, _ in made]
     assert names.count("check_qkv") == 1 and names.count("check_eps") <= 1, names
+    assert all(names.count(check) <= 1 for check in ONCE), names
     tensors = [ids[1] for check, ids in made if check == "check_tensor"]   # (name, tensor, ...)
     assert len(tensors) == len(set(tensors)), f"a tensor was checked more than once: {made}"
 

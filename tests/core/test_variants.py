@@ -156,6 +156,24 @@ def test_returned_state_continues_the_sequence(name):
     assert final.shape == (2, 3, 5, 3)
 
 
+NUMBER_CALLS = {   # name: (call, the shape a tensor of such numbers has for q of shape (..., N, d))
+    "decay": (lambda q, k, v, x: decayed_linear_attention(q, k, v, x), lambda q: ()),
+    "gate": (lambda q, k, v, x: gated_linear_attention(q, k, v, x), lambda q: q.shape[:-1]),
+    "beta": (lambda q, k, v, x: delta_rule_attention(q, k, v, x), lambda q: q.shape[:-1]),
+    "delta gate": (lambda q, k, v, x: delta_rule_attention(q, k, v, 0.5, gate=x), lambda q: q.shape[:-1]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMBER_CALLS))
+def test_a_plain_number_keeps_float64_precision(name):
+    """0.9 as a Python float is the float64 0.9, not float32's 0.899999976..., which is off by 2e-8."""
+    call, shape = NUMBER_CALLS[name]
+    q, k, v = qkv(2, n=40, unit_keys=True)
+    as_number = call(q, k, v, 0.9)
+    as_tensor = call(q, k, v, torch.full(shape(q), 0.9, dtype=torch.float64))
+    assert (as_number - as_tensor).abs().max() <= 1e-14 * as_tensor.abs().max()
+
+
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_half_precision_runs_in_float32(name):
     q, k, v = qkv(2, n=16, dtype=torch.float32, unit_keys=True)

@@ -1,6 +1,7 @@
 """The tuned non-causal kernel: same results as the plain version everywhere, gradients, no side effects."""
 import math
 import mmap
+import threading
 
 import pytest
 import torch
@@ -121,6 +122,25 @@ def test_without_grad_mode_the_fast_path_runs_on_inputs_that_require_grad():
         out = fast_linear_attention(q, k, v)
     assert not out.requires_grad
     torch.testing.assert_close(out, smoother(q.detach(), k.detach(), v.detach()).float(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_call_under_inference_mode_leaves_the_kept_buffers_usable(threads, monkeypatch):
+    """The scratch buffers each thread keeps were made as inference tensors by a first call under
+    torch.inference_mode(), and every later call outside it failed to write into them."""
+    monkeypatch.setattr(fast, "_scratch", threading.local())
+    monkeypatch.setattr(fast, "TILE_ELEMENTS", 64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        q, k, v = qkv(6, n=40, d=8, dv=4)
+        with torch.inference_mode():
+            first = fast_linear_attention(q, k, v)
+        second = fast_linear_attention(q, k, v)
+    finally:
+        torch.set_num_threads(before)
+    torch.testing.assert_close(first, smoother(q, k, v).float(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
 
 
 def test_bad_inputs_raise_value_error():

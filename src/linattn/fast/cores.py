@@ -47,12 +47,13 @@ def _start_pool(workers):
 
 
 def run_on_cores(task, items):
-    """task(item) for every item: on the worker threads when there are enough items to keep every
-    core busy, else (or while a dispatch mode watches the operations) one after the other here, each
-    operation then using every core."""
+    """task(item) for every item: on the worker threads, in the caller's grad and inference mode, when
+    there are enough items to keep every core busy; else (or while a mode watches the operations) one
+    after the other here, each operation then using every core."""
     workers = torch.get_num_threads()
-    # A TorchDispatchMode (a FLOP counter, linattn's memory tracker) sees only its own thread's operations.
-    watched = torch._C._len_torch_dispatch_stack() > 0
+    # A TorchDispatchMode (a FLOP counter, linattn's memory tracker) or a TorchFunctionMode sees only
+    # its own thread's operations.
+    watched = torch._C._len_torch_dispatch_stack() > 0 or torch._C._len_torch_function_stack() > 0
     if workers <= 1 or len(items) < workers or watched:
         for item in items:
             task(item)
@@ -60,4 +61,26 @@ def run_on_cores(task, items):
     # A few items per task keeps the hand-over cost low; several tasks per worker keep them all busy.
     per_task = max(1, len(items) // (TASKS_PER_WORKER * workers))
     batches = [items[i:i + per_task] for i in range(0, len(items), per_task)]
-    list(_pool(workers).map(lambda batch: [task(item) for item in batch], batches))
+    list(_pool(workers).map(_in_callers_modes(lambda batch: [task(item) for item in batch]), batches))
+
+
+def _in_callers_modes(task):
+    """task, run on a worker thread with the grad and inference modes of the thread that calls this:
+    they are per thread, and a worker's own (grad on) would make in-place work on inputs that require
+    grad fail under torch.no_grad(), and writes into inference tensors fail under torch.inference_mode()."""
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+    def in_modes(*args):
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return task(*args)
+
+    return in_modes
+
+
+def autocast_on():
+    """Whether CPU autocast is on in this thread: it would change the dtypes of the kernels' matrix
+    products under their preallocated outputs, so the kernels leave such calls to the plain version."""
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:                    # torch before 2.4 has one function per device
+        return torch.is_autocast_cpu_enabled()

@@ -14,19 +14,18 @@ can cost as much as the arithmetic. `fast_linear_attention` instead:
 - gets the normaliser phi(Q) z from one extra matrix-vector product per tile;
 - maps the output with transparent huge pages where the system allows it (linattn.fast.pages).
 
-When autograd must see the computation, or on other devices, it runs the plain version, which
-autograd differentiates as usual.
+When autograd must see the computation, under autocast, or on other devices, it runs the plain
+version, which autograd differentiates (and autocast casts) as usual.
 """
 import math
 import threading
 
 import torch
-import torch.nn.functional as F
 
 from ..validation import accumulation_dtype, check_eps, check_qkv
-from .cores import run_on_cores
+from .cores import autocast_on, run_on_cores
 from .pages import huge_page_empty
-from .phi import elu_plus_one_
+from .phi import elu_plus_one_, elu_plus_one_differentiable
 
 TILE_ELEMENTS = 1 << 19       # elements of q or k per tile: 2 MiB in float32, within a core's share of cache
 
@@ -40,8 +39,8 @@ def einsum_linear_attention(q, k, v, *, eps=1e-6):
 
 def _einsum(q, k, v, eps):
     work = accumulation_dtype(q.dtype)
-    qf = F.elu(q.to(work)) + 1
-    kf = F.elu(k.to(work)) + 1
+    qf = elu_plus_one_differentiable(q.to(work))    # exact: F.elu(x) + 1 rounds to 0 below x ~ -17 in float32
+    kf = elu_plus_one_differentiable(k.to(work))
     state = torch.einsum("...md,...me->...de", kf, v.to(work))
     numerator = torch.einsum("...nd,...de->...ne", qf, state)
     normaliser = torch.einsum("...nd,...d->...n", qf, kf.sum(dim=-2)).unsqueeze(-1)
@@ -61,7 +60,7 @@ def fast_linear_attention(q, k, v, *, eps=1e-6):
 
 def run(q, k, v, eps):
     """fast_linear_attention for a caller that has checked q, k, v and eps."""
-    if q.device.type != "cpu" or _needs_autograd(q, k, v):
+    if q.device.type != "cpu" or _needs_autograd(q, k, v) or autocast_on():
         return _einsum(q, k, v, eps)
     *lead, n, d = q.shape
     m, d_v = v.shape[-2:]
@@ -83,7 +82,8 @@ def _buffers(shape, dtype):
     numel = math.prod(shape)
     kept = getattr(_scratch, "buffers", None)
     if kept is None or kept.dtype != dtype or kept.shape[1] < numel:
-        kept = _scratch.buffers = torch.empty(2, numel, dtype=dtype)
+        with torch.inference_mode(False):   # made under inference mode, no later call could write into it
+            kept = _scratch.buffers = torch.empty(2, numel, dtype=dtype)
     return kept[0, :numel].view(shape), kept[1, :numel].view(shape)
 
 
