@@ -88,8 +88,19 @@ def test_future_tokens_do_not_change_past_outputs_bit_for_bit(entry):
     assert not torch.allclose(before[:, 100:], after[:, 100:])
 
 
-@pytest.mark.parametrize("entry", ENTRIES)
-def test_with_autograd_it_falls_back_to_the_differentiable_chunked_form(entry):
+def paths_taken(monkeypatch):
+    """The names of the differentiable paths fast.causal calls from now on: the constant-memory Function
+    (linattn.fast.causal_grad) or the vectorised chunked form that autograd differentiates."""
+    taken = []
+    for name in ("causal_elu_linear_attention", "chunked"):
+        def spy(*args, _name=name, _original=getattr(causal_fast, name), **kwargs):
+            taken.append(_name)
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(causal_fast, name, spy)
+    return taken
+
+
+def assert_gradients_match_the_masked_reference(entry):
     q, k, v = (t.requires_grad_() for t in qkv(1, 9, d=3, d_v=2))
     assert torch.autograd.gradcheck(lambda *x: run(entry, *x, chunk_size=4), (q, k, v))
     q, k, v = qkv(2, 150, dtype=torch.float32)
@@ -100,6 +111,18 @@ def test_with_autograd_it_falls_back_to_the_differentiable_chunked_form(entry):
         grads.append([t.grad for t in leaves])
     for got, expected in zip(*grads):
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_with_autograd_the_fused_entry_runs_the_constant_memory_gradient(monkeypatch):
+    taken = paths_taken(monkeypatch)
+    assert_gradients_match_the_masked_reference("fused")
+    assert taken and set(taken) == {"causal_elu_linear_attention"}
+
+
+def test_with_autograd_the_chunk_loop_falls_back_to_the_differentiable_chunked_form(monkeypatch):
+    taken = paths_taken(monkeypatch)
+    assert_gradients_match_the_masked_reference("chunk_loop")
+    assert taken and set(taken) == {"chunked"}
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

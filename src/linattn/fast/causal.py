@@ -15,16 +15,20 @@ chunk_loop_causal_linear_attention(qf, kf, v)  on feature-mapped inputs, like th
 fast_causal_linear_attention(q, k, v)          phi = elu + 1 applied a block at a time into the buffers:
                                                what linear_attention(..., causal=True) runs.
 With more than one thread, groups of sequences run on worker threads, one core each
-(linattn.fast.cores). With autograd, off the CPU, or with fewer sequences than cores, both run the
-vectorised chunked algorithm.
+(linattn.fast.cores). With autograd on a CPU, fast_causal_linear_attention runs the paper's
+constant-memory gradient (linattn.fast.causal_grad) unless a state goes in or out. With autograd
+otherwise, off the CPU, under autocast, or with fewer sequences than cores, both run the vectorised
+chunked algorithm.
 """
 import math
 
 import torch
 
 from ..causal import DEFAULT_CHUNK_SIZE, chunked
+from ..generation import LinearAttentionState
 from ..validation import accumulation_dtype, check_eps, check_positive_int, check_qkv
-from .cores import run_on_cores
+from .causal_grad import causal_elu_linear_attention
+from .cores import autocast_on, run_on_cores
 from .phi import elu_plus_one_, elu_plus_one_differentiable
 
 # Half the masked-block work of the vectorised form's 64, for twice as many (smaller) matrix products:
@@ -49,10 +53,10 @@ def fast_causal_linear_attention(q, k, v, *, eps=1e-6, chunk_size=None):
     return run(q, k, v, eps, chunk_size)
 
 
-def run(q, k, v, eps, chunk_size=None):
-    """fast_causal_linear_attention for a caller that has checked its arguments."""
+def run(q, k, v, eps, chunk_size=None, *, initial_state=None, return_state=False):
+    """fast_causal_linear_attention for a caller that has checked its arguments (initial_state too)."""
     return _run(q, k, v, eps, chunk_size, feature_map_into=elu_plus_one_,
-                fallback_map=elu_plus_one_differentiable)
+                fallback_map=elu_plus_one_differentiable, initial_state=initial_state, return_state=return_state)
 
 
 def _check(q, k, v, eps, chunk_size):
@@ -61,10 +65,13 @@ def _check(q, k, v, eps, chunk_size):
     check_positive_int("chunk_size", chunk_size, allow_none=True)
 
 
-def _run(q, k, v, eps, chunk_size, *, feature_map_into, fallback_map):
-    """chunk_size None: CPU_CHUNK_SIZE chunk after chunk, DEFAULT_CHUNK_SIZE for the vectorised fallback."""
+def _run(q, k, v, eps, chunk_size, *, feature_map_into, fallback_map, initial_state=None, return_state=False):
+    """chunk_size None: CPU_CHUNK_SIZE chunk after chunk, DEFAULT_CHUNK_SIZE for the vectorised fallback.
+    initial_state: None or the LinearAttentionState before the first token; with return_state, returns
+    (out, the state after the last token)."""
     work = accumulation_dtype(q.dtype)
-    needs_autograd = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    carried = () if initial_state is None else tuple(initial_state)
+    needs_autograd = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v, *carried))
     *lead, n, d = q.shape
     d_v = v.shape[-1]
     batch = math.prod(lead)
@@ -73,11 +80,19 @@ def _run(q, k, v, eps, chunk_size, *, feature_map_into, fallback_map):
     # hand-offs than it gains (on this book's 2-core CPU at B = 8, N = 4096, d = 64: about 18 ms on one
     # thread, 45 ms on two). So each core walks through its own sequences; with fewer sequences than
     # cores, the vectorised form keeps them all busy instead.
-    if q.device.type != "cpu" or needs_autograd or batch < cores:
+    if (needs_autograd and q.device.type == "cpu" and feature_map_into is elu_plus_one_ and initial_state is None
+            and not return_state and not autocast_on()):
+        return causal_elu_linear_attention(q, k, v, eps, chunk_size)   # the paper's constant-memory gradient
+    if q.device.type != "cpu" or needs_autograd or batch < cores or autocast_on():
         qf, kf = fallback_map(q.to(work)), fallback_map(k.to(work))
-        return chunked(qf, kf, v.to(work), eps, chunk_size or DEFAULT_CHUNK_SIZE).to(q.dtype)
+        result = chunked(qf, kf, v.to(work), eps, chunk_size or DEFAULT_CHUNK_SIZE, initial_state=initial_state,
+                         return_state=return_state)
+        return (result[0].to(q.dtype), result[1]) if return_state else result.to(q.dtype)
     chunk_size = chunk_size or CPU_CHUNK_SIZE
     out = torch.empty(batch, n, d_v, dtype=q.dtype)
+    # [S | z] of every sequence, updated in place chunk after chunk: zeros, or what earlier tokens left
+    states = (torch.zeros(batch, d, d_v + 1, dtype=work) if initial_state is None
+              else initial_state.joined().reshape(batch, d, d_v + 1))
     q, k, v = q.reshape(batch, n, d), k.reshape(batch, n, d), v.reshape(batch, n, d_v)
     width = max(d, d_v + 1)
     per_group = min(max(1, BLOCK_ELEMENTS // (chunk_size * width)), batch // cores)   # a group or more per core
@@ -86,21 +101,22 @@ def _run(q, k, v, eps, chunk_size, *, feature_map_into, fallback_map):
         size = len(range(batch)[seqs])
         block = max(1, BLOCK_ELEMENTS // (size * width * chunk_size)) * chunk_size   # tokens per block
         block = min(block, max(1, -(-n // chunk_size)) * chunk_size)   # no longer than the sequence needs
-        _blocks(q[seqs], k[seqs], v[seqs], out[seqs], eps, chunk_size, block, work, feature_map_into)
+        _blocks(q[seqs], k[seqs], v[seqs], out[seqs], states[seqs], eps, chunk_size, block, work, feature_map_into)
 
     run_on_cores(walk, [slice(first, first + per_group) for first in range(0, batch, per_group)])
-    return out.view(*lead, n, d_v)
+    out = out.view(*lead, n, d_v)
+    return (out, LinearAttentionState.from_joined(states.view(*lead, d, d_v + 1))) if return_state else out
 
 
-def _blocks(q, k, v, out, eps, chunk_size, block, work, feature_map_into):
-    """Sequences q, k: (B, N, d), v: (B, N, d_v), a block of tokens at a time, chunk after chunk inside it.
+def _blocks(q, k, v, out, state, eps, chunk_size, block, work, feature_map_into):
+    """Sequences q, k: (B, N, d), v: (B, N, d_v), a block of tokens at a time, chunk after chunk inside it,
+    carrying their states [S | z] (B, d, d_v + 1) on in place.
 
     Element-wise work (phi, copying V, the division) runs once per block, on buffers of about
     BLOCK_ELEMENTS numbers; the matrix products run once per chunk.
     """
     size, n, d = q.shape
     d_v = v.shape[-1]
-    state = torch.zeros(size, d, d_v + 1, dtype=work)           # [S | z]
     qf, kf = torch.empty(size, block, d, dtype=work), torch.empty(size, block, d, dtype=work)
     values = torch.empty(size, block, d_v + 1, dtype=work)
     values[..., d_v] = 1                                         # the ones column: z rides along with S
