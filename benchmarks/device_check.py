@@ -1,15 +1,19 @@
 """Every check and measurement for a GPU session, in one call: correctness on the device, the
-benchmark sweep (Chapter 6) and the causal benchmark (Chapter 5), all written under one folder.
+benchmark sweep and the paper's protocol (Chapter 6), the causal benchmark and token-by-token
+generation against a KV cache (Chapter 5), all written under one folder.
 
     PYTHONPATH=src python benchmarks/device_check.py --output "$OUT"      # on a machine with a GPU
     .venv/bin/python benchmarks/device_check.py --device cpu --quick --output /tmp/check
 
 Time on a lent GPU is short, so nothing here needs typing while the clock runs. The folder gets
-device_check.json (each check, passed or not, with its numbers), bench_<device>_<hardware>.json
-(copy it into book/data/ for Chapter 6) and causal_<device>_<hardware>.json. Exit status 1 when
-a correctness check fails.
+device_check.json (each check, passed or not, with its numbers), bench_<device>_<hardware>.json and
+paper_protocol_<device>_<hardware>.json (copy both into book/data/ for Chapter 6) and
+causal_<device>_<hardware>.json and generation_<device>_<hardware>.json. The dtypes checked are those the benchmark offers on the device
+(`linattn.lab.bench.supported_dtypes`: bfloat16 only where the GPU runs it natively). Exit status 1
+when a correctness check fails.
 """
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -18,10 +22,20 @@ from pathlib import Path
 import torch
 
 import linattn
-from linattn.lab import bench
+from linattn.lab import bench, generation_bench, paper_benchmark
 from linattn.lab.baselines import IMPLEMENTATIONS
-from linattn.lab.causal_benchmark import check_targets, run_causal_benchmark
+from linattn.lab.causal_benchmark import run_causal_benchmark
 from linattn.lab.roofline import parse_dtype
+
+def _causal_bench():
+    """benchmarks/causal_bench.py, beside this script: it holds the causal benchmark's targets."""
+    spec = importlib.util.spec_from_file_location("causal_bench", Path(__file__).resolve().with_name("causal_bench.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+check_targets = _causal_bench().check_targets
 
 # Largest relative error allowed against the float64 reference (linattn.relative_error: Frobenius norm).
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
@@ -98,19 +112,30 @@ def run(args):
     bench_file = out / bench.default_output(device)
     bench_status = bench.main(["--device", str(device), "--no-progress", "--output", str(bench_file), *sweep])
 
+    paper_file = out / paper_benchmark.default_output(device)
+    paper_status = bench.main(["--protocol", "paper", "--device", str(device), "--no-progress",
+                               "--output", str(paper_file), *(["--profile", "ci"] if args.quick else [])])
+
+    generation_file = out / bench.default_output(device).replace("bench_", "generation_", 1)
+    generation_status = generation_bench.main(["--device", str(device), "--profile", "ci" if args.quick else "gpu",
+                                               "--output", str(generation_file)])
+
     sizes = dict(batch=2, seq_len=256, dim=16, repeats=1) if args.quick else dict(batch=8, seq_len=4096, dim=64)
-    causal = run_causal_benchmark(**sizes, device=device)
+    quick = dict(min_sample_s=1e-3) if args.quick else {}   # tiny sizes: samples need not last long
+    causal = run_causal_benchmark(**sizes, device=device, **quick)
     causal["targets_hold"] = {name: holds for name, (holds, _) in check_targets(causal["ratios"]).items()}
     causal_file = out / bench.default_output(device).replace("bench_", "causal_", 1)
     linattn.save_results(causal_file, [causal], settings=sizes, device=device)
 
     summary = {"environment": linattn.environment(device), "checks": checks, "bench_exit_status": bench_status,
-               "files": [bench_file.name, causal_file.name], "seconds": time.perf_counter() - started}
+               "paper_exit_status": paper_status, "generation_exit_status": generation_status,
+               "files": [bench_file.name, causal_file.name, paper_file.name, generation_file.name],
+               "seconds": time.perf_counter() - started}
     (out / "device_check.json").write_text(json.dumps(summary, indent=1) + "\n")
     failed = [c["check"] for c in checks if not c["passed"]]
     print(f"{len(checks) - len(failed)} of {len(checks)} checks passed; results in {out} "
           f"({summary['seconds']:.0f} s)")
-    return not failed and bench_status == 0
+    return not failed and bench_status == paper_status == generation_status == 0
 
 
 def main(argv=None):

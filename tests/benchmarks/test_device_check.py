@@ -26,9 +26,13 @@ def test_a_quick_run_passes_every_check_and_writes_its_files(tmp_path):
     assert {f"forward {name}" for name in IMPLEMENTATIONS} <= names
     assert any(name.startswith("gradient") for name in names) and any("chunked" in name for name in names)
     assert all(c["passed"] for c in summary["checks"]) and summary["bench_exit_status"] == 0
-    bench_file, causal_file = (tmp_path / name for name in summary["files"])
+    bench_file, causal_file, paper_file, generation_file = (tmp_path / name for name in summary["files"])
     assert bench_file.name.startswith("bench_cpu_") and load_results(bench_file)["records"]
     assert set(load_results(causal_file)["records"][0]["targets_hold"])
+    assert summary["paper_exit_status"] == 0 and paper_file.name.startswith("paper_protocol_cpu_")
+    assert load_results(paper_file)["settings"]["protocol"] == "paper" and load_results(paper_file)["records"]
+    assert summary["generation_exit_status"] == 0 and generation_file.name.startswith("generation_cpu_")
+    assert {r["method"] for r in load_results(generation_file)["records"]} >= {"linear", "kv_cache"}
 
 
 def test_a_wrong_implementation_fails_its_check(monkeypatch):

@@ -135,6 +135,15 @@ def test_series_and_find_results(tmp_path):
 
 def test_defaults():
     assert supported_dtypes("cpu") == ["float32"]
+
+
+@pytest.mark.parametrize("capability, dtypes", [((7, 5), ["float32", "float16"]),
+                                                ((8, 0), ["float32", "float16", "bfloat16"])])
+def test_bfloat16_is_offered_from_ampere_on_not_on_a_t4(monkeypatch, capability, dtypes):
+    """The CLI's default dtypes, benchmarks/device_check.py and Chapter 6's dropdown all ask supported_dtypes."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)   # as it answers on a T4
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert supported_dtypes("cuda") == dtypes
     assert default_output("cpu").startswith("bench_cpu_") and default_output("cpu").endswith(".json")
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import linattn
-from linattn.lab.device import choose_device, environment, hardware_name
+from linattn.lab.device import choose_device, environment, hardware_name, supports_bfloat16
 
 
 def test_cpu_fallback_prints_the_hardware(capsys, monkeypatch):
@@ -34,3 +34,12 @@ def test_environment_names_what_a_measurement_needs():
 
 def test_exported():
     assert linattn.choose_device is choose_device
+
+
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((8, 0), True), ((9, 0), True), ((6, 1), False)])
+def test_bfloat16_only_from_compute_capability_8(monkeypatch, capability, native):
+    """A T4 (7.5) emulates bfloat16 although torch.cuda.is_bf16_supported() answers True there."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert supports_bfloat16("cuda") is native
+    assert supports_bfloat16("cpu") is False

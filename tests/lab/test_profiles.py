@@ -26,10 +26,11 @@ def test_unknown_profile_is_a_value_error(monkeypatch):
         get_profile()
 
 
-def test_gpu_profile_is_the_original_experiment():
+def test_gpu_profile_is_the_blogs_setup_and_says_so():
     gpu = PROFILES["gpu"]
     assert (gpu.batch, gpu.dim, gpu.repeats) == (32, 64, 100)
     assert min(gpu.seq_lens) == 128 and max(gpu.seq_lens) == 6000
+    assert "blog" in gpu.description and "original" not in gpu.description
 
 
 @pytest.mark.parametrize("profile", PROFILES.values(), ids=list(PROFILES))

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from linattn.lab.baselines import linear_cost
-from linattn.lab.report import (Crossover, ceilings, crossover, crossovers, describe, efficiency, floor_gaps, label,
-                                linear_floors, speedups, summary_lines)
+from linattn.lab.report import (Crossover, ceilings, check_targets, crossover, crossovers, describe, efficiency,
+                                floor_gaps, label, linear_floors, speedups, summary_lines)
 from linattn.lab.roofline import Roofline
 
 ROOF = Roofline("Test device", "float32", peak_flops=1e11, bandwidth=1e11, matmul_size=64, copy_bytes=1 << 20)
@@ -109,3 +109,14 @@ def test_crossover_outside_the_range():
     assert crossover([1, 2], [1, 1], [0.5, 0.9]) == Crossover(None, "above", 1, 2)
     with pytest.raises(ValueError):
         crossover([1, 2], [1], [1, 2])
+
+
+def test_check_targets_compares_each_bound_in_its_direction():
+    targets = {"faster": (">=", 10.0, "at least 10x faster"), "smaller": ("<=", 0.5, "at most half the memory")}
+    verdicts = check_targets({"faster": 10.0, "smaller": 0.5}, targets)
+    assert all(holds for holds, _ in verdicts.values())
+    assert "at least 10x faster: measured 10" in verdicts["faster"][1]
+    verdicts = check_targets({"faster": 9.9, "smaller": 0.51}, targets)
+    assert not any(holds for holds, _ in verdicts.values())
+    with pytest.raises(ValueError, match="ratios lack"):
+        check_targets({"faster": 20.0}, targets)

@@ -33,7 +33,7 @@ def test_microbenchmarks_on_the_cpu():
 
 def test_the_measured_peak_predicts_a_matmul_of_another_size():
     """A matmul at the measured rate: a second, independent timing is not faster than the peak allows by much."""
-    peak = measure_peak_flops("cpu", size=384, repeats=5)
+    peak = measure_peak_flops("cpu", size=384, repeats=20)   # the best of many: one quiet sample suffices
     a = torch.randn(384, 384)
     timing = time_call(torch.mm, a, a, repeats=5)
     assert 2 * 384 ** 3 / timing.median < 3 * peak

@@ -120,9 +120,12 @@ def fast_linear_extra_bytes(batch, seq_len, dim, dtype, causal=False):
 
 
 def einsum_linear_extra_bytes(batch, seq_len, dim, dtype, causal=False):
-    """phi(Q), phi(K), the numerator and the output (N x d each, float32 at least), the states."""
+    """phi(Q), phi(K), the numerator and the output (N x d each, float32 at least), the states; in half
+    precision also the float32 copy of an input while its phi is computed."""
     work = torch.promote_types(dtype, torch.float32)
-    return 4 * vectors_bytes(batch, seq_len, dim, work) + batch * (dim * dim + 2 * seq_len + dim) * element_size(work)
+    vectors = 4 + (1 if work != dtype else 0)
+    states = batch * (dim * dim + 2 * seq_len + dim)
+    return vectors * vectors_bytes(batch, seq_len, dim, work) + states * element_size(work)
 
 
 def chunked_causal_extra_bytes(batch, seq_len, dim, dtype, causal=True):

@@ -2,9 +2,14 @@
 
     python -m linattn.lab.bench --help
     python -m linattn.lab.bench --device cuda --dtype float32 float16 --output book/data/bench_t4.json
+    python -m linattn.lab.bench --protocol paper --device cpu --output book/data/paper_protocol_cpu.json
 
-Sizes default to the profile of the device (`linattn.get_profile`): on a CUDA GPU the original
-experiment (batch 32, d = 64, N from 128 to 6000, 100 repetitions). Each point is guarded: a size
+Two protocols. The default ("blog") times the forward pass at a fixed batch; its sizes default to
+the profile of the device (`linattn.get_profile`): on a CUDA GPU the setup of Maddrell-Mander's blog
+post (Towards Data Science, 2024): batch 32, d = 64, N from 128 to 6000, 100 repetitions, with a
+time budget per point so that the whole sweep takes a few minutes on a T4. "paper" runs the
+synthetic benchmark of Katharopoulos et al. 2020 (§4.1.2, Figure 1): forward plus backward, batch x N
+fixed, time and memory per sample (`linattn.lab.paper_benchmark`). Each point is guarded: a size
 that would not fit in memory is recorded as skipped, with the bytes it needs, instead of crashing.
 """
 import argparse
@@ -15,29 +20,34 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-try:
-    from tqdm.auto import tqdm
-except ImportError:   # a bare GPU machine with torch alone: run without a progress bar
-    tqdm = None
 
+from . import paper_benchmark
 from .baselines import (IMPLEMENTATIONS, backend_from_ops, cost, extra_bytes, get_implementation, recorded_ops,
                         sdpa_backend, vectors_bytes)
-from .device import choose_device, hardware_name, synchronize
+from .device import choose_device, hardware_name, supports_bfloat16, synchronize
 from .memory import SAFETY_FRACTION, available_bytes, fits, format_bytes, peak_cuda_bytes
+from .paper_report import paper_summary_lines
 from .profiles import PROFILES, get_profile
+from .progress import NoProgressBar, tqdm
 from .report import summary_lines
 from .results import load_results, save_results
 from .roofline import DTYPES, default_sizes, dtype_name, measure_roofline, parse_dtype
 from .timing import time_call
 
 DEFAULT_IMPLEMENTATIONS = tuple(IMPLEMENTATIONS)
+PROTOCOLS = ("blog", "paper")
+# Seconds per point on a CUDA GPU unless --time-budget says otherwise: slow points get fewer repeats (at
+# least 3), so that Chapter 6's exercise (the gpu profile, float32 and float16) takes about 2 minutes
+# on a T4 by the roofline estimate of linattn.lab.sweep_time (tests/lab/test_sweep_time.py).
+DEFAULT_CUDA_TIME_BUDGET = 5.0
 
 
 def supported_dtypes(device):
-    """float32 everywhere; float16 and bfloat16 on GPUs that run them (CPUs emulate half precision)."""
+    """float32 everywhere; float16 on CUDA GPUs, and bfloat16 on those that run it in hardware
+    (`linattn.lab.device.supports_bfloat16`: not a T4). CPUs emulate half precision."""
     device = torch.device(device)
     if device.type == "cuda":
-        return ["float32", "float16"] + (["bfloat16"] if torch.cuda.is_bf16_supported() else [])
+        return ["float32", "float16"] + (["bfloat16"] if supports_bfloat16(device) else [])
     return ["float32"]
 
 
@@ -65,7 +75,7 @@ def measure_point(name, q, k, v, *, repeats, time_budget=None, log=print):
               "batch": batch, "seq_len": seq_len, "dim": dim, "backend": backend}
     needed = extra_bytes(name, batch, seq_len, dim, dtype, backend=backend, device=device)
     if device.type == "cuda":
-        torch.cuda.empty_cache()   # blocks PyTorch keeps cached count as used in the free memory
+        torch.cuda.empty_cache()   # start each point from a clean cache: fragments of earlier sizes do not linger
     budget = available_bytes(device)
     what = f"{impl.label} at N = {seq_len} ({record['dtype']}, batch {batch})"
     if not fits(needed, device, budget=budget):
@@ -114,7 +124,7 @@ def run_benchmark(device, *, dtypes=None, batch, dim, seq_lens, repeats, impleme
     if time_budget is not None and not time_budget > 0:
         raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
     points = [(dt, n, name) for dt in dtypes for n in seq_lens for name in implementations]
-    bar = tqdm(points, desc="benchmark", disable=not progress) if tqdm else _NoProgressBar(points)
+    bar = tqdm(points, desc="benchmark", disable=not progress) if tqdm else NoProgressBar(points)
     log = log or bar.write
     matmul_size, copy_bytes = roofline_sizes
     rooflines = {dt: measure_roofline(device, dt, matmul_size=matmul_size, copy_bytes=copy_bytes) if roofline
@@ -135,17 +145,6 @@ def run_benchmark(device, *, dtypes=None, batch, dim, seq_lens, repeats, impleme
                 "time_budget_s": time_budget, "dtypes": dtypes, "implementations": list(implementations),
                 "rooflines": {dt: r.as_dict() if r else None for dt, r in rooflines.items()}}
     return records, settings
-
-
-class _NoProgressBar(list):
-    """Stands in for tqdm where it is not installed."""
-    write = staticmethod(print)
-
-    def set_postfix_str(self, text):
-        pass
-
-    def close(self):
-        pass
 
 
 def _inputs_or_none(batch, n, dim, dtype, device, seed, log):
@@ -179,51 +178,91 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m linattn.lab.bench",
         description="Time softmax and linear attention over sequence lengths and store the results as JSON.")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="blog",
+                        help="blog: the forward pass at a fixed batch (default; on a GPU the sizes of "
+                             "Maddrell-Mander's blog post); paper: Katharopoulos et al. 2020, §4.1.2: forward "
+                             "plus backward, batch x N fixed, time and memory per sample")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: a CUDA GPU if present)")
     parser.add_argument("--profile", choices=sorted(PROFILES),
                         help="default sizes (default: $LINATTN_PROFILE, else gpu on CUDA and cpu otherwise)")
     parser.add_argument("--dtype", nargs="+", choices=sorted(DTYPES),
-                        help="default: float32, plus float16 and bfloat16 where a GPU runs them")
-    parser.add_argument("--batch", type=int, help="batch size (default: the profile's)")
+                        help="default: float32, plus (blog) float16, and bfloat16 on GPUs that run it natively")
+    parser.add_argument("--batch", type=int, help="batch size (blog; default: the profile's)")
+    parser.add_argument("--tokens", type=int,
+                        help="batch x N, the same at every N (paper; default 65536, under ci 512)")
     parser.add_argument("--dim", type=int, help="head dimension d (default: the profile's)")
     parser.add_argument("--seq-lens", type=int, nargs="+", help="sequence lengths N (default: the profile's)")
     parser.add_argument("--repeats", type=int, help="timed runs per point (default: the profile's)")
     parser.add_argument("--time-budget", type=float,
-                        help="about this many seconds per point: fewer repeats (at least 3) for slow points")
+                        help=f"about this many seconds per point: fewer repeats (at least 3) for slow points "
+                             f"(blog: default {DEFAULT_CUDA_TIME_BUDGET:g} on a CUDA GPU, none on a CPU); paper: a "
+                             f"point that would need more even so is skipped, with every longer N (default: "
+                             f"{paper_benchmark.SIZES['cpu'].time_budget:g}, none under ci)")
     parser.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS),
-                        default=list(DEFAULT_IMPLEMENTATIONS), help="what to time (default: all)")
-    parser.add_argument("--output", help="JSON file to write (default: bench_<device>_<hardware>.json)")
+                        help=f"what to time (blog: all; paper: {' '.join(paper_benchmark.CONTENDERS)})")
+    parser.add_argument("--output", help="JSON file to write (default: bench_<device>_<hardware>.json, paper: "
+                                         "paper_protocol_<device>_<hardware>.json)")
     parser.add_argument("--no-roofline", action="store_true", help="skip the matmul and copy microbenchmarks")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 
+def plan(args, device, profile):
+    """The keywords of run_benchmark (blog) or paper_benchmark.run_paper_benchmark (paper) that the
+    command line `args` ask for on `device`: the profile's sizes wherever an option is left out."""
+    pick = lambda value, default: default if value is None else value  # noqa: E731
+    if args.protocol == "paper":
+        if args.batch is not None:
+            raise ValueError("--batch does not apply to --protocol paper: the batch is tokens / N (set --tokens)")
+        sizes = paper_benchmark.paper_sizes(profile.name)
+        return {"seq_lens": pick(args.seq_lens, list(sizes.seq_lens)), "tokens": pick(args.tokens, sizes.tokens),
+                "dim": pick(args.dim, sizes.dim), "repeats": pick(args.repeats, sizes.repeats),
+                "time_budget": pick(args.time_budget, sizes.time_budget), "dtypes": args.dtype or ["float32"],
+                "implementations": args.implementations or list(paper_benchmark.CONTENDERS)}
+    if args.tokens is not None:
+        raise ValueError("--tokens applies to --protocol paper only (the blog sweep takes --batch)")
+    default_budget = DEFAULT_CUDA_TIME_BUDGET if device.type == "cuda" else None
+    return {"dtypes": args.dtype or supported_dtypes(device), "batch": pick(args.batch, profile.batch),
+            "dim": pick(args.dim, profile.dim), "seq_lens": pick(args.seq_lens, list(profile.seq_lens)),
+            "repeats": pick(args.repeats, profile.repeats),
+            "implementations": args.implementations or list(DEFAULT_IMPLEMENTATIONS),
+            "time_budget": pick(args.time_budget, default_budget), "roofline": not args.no_roofline,
+            "roofline_sizes": default_sizes(device, profile.name)}
+
+
 def main(argv=None):
     args = parse_args(argv)
+    paper = args.protocol == "paper"
     try:
         device = choose_device(args.device, verbose=False)
         profile = get_profile(args.profile, device=device)
+        keywords = plan(args, device, profile)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"Benchmarking on {device}: {hardware_name(device)}, torch {torch.__version__} "
+    if paper:
+        budget = keywords["time_budget"]
+        protocol = (f"the paper's protocol ({paper_benchmark.SOURCE}) with N = {min(keywords['seq_lens'])}.."
+                    f"{max(keywords['seq_lens'])}, batch x N = {keywords['tokens']}, d = {keywords['dim']}, "
+                    + (f"a time budget of {budget:g} s per point" if budget else "no time budget"))
+    else:
+        protocol = "the blog's sweep"
+    print(f"Benchmarking {protocol} on {device}: {hardware_name(device)}, torch {torch.__version__} "
           f"(profile {profile.name}: {profile.description})")
-    pick = lambda value, default: default if value is None else value  # noqa: E731
-    seq_lens = pick(args.seq_lens, list(profile.seq_lens))
     try:
-        records, settings = run_benchmark(
-            device, dtypes=args.dtype, batch=pick(args.batch, profile.batch), dim=pick(args.dim, profile.dim),
-            seq_lens=seq_lens, repeats=pick(args.repeats, profile.repeats), implementations=args.implementations,
-            time_budget=args.time_budget, roofline=not args.no_roofline,
-            roofline_sizes=default_sizes(device, profile.name), progress=not args.no_progress)
+        if paper:
+            records, settings = paper_benchmark.run_paper_benchmark(device, **keywords, progress=not args.no_progress)
+        else:
+            records, settings = run_benchmark(device, **keywords, progress=not args.no_progress)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     settings["profile"] = profile.name
-    path = save_results(args.output or default_output(device), records, settings=settings, device=device)
+    output = args.output or (paper_benchmark.default_output(device) if paper else default_output(device))
+    path = save_results(output, records, settings=settings, device=device)
     measured = sum(1 for r in records if not r["skipped"])
     print(f"Wrote {path}: {measured} points measured, {len(records) - measured} skipped.")
-    print("\n".join(summary_lines(load_results(path))))
+    print("\n".join((paper_summary_lines if paper else summary_lines)(load_results(path))))
     return 0
 
 

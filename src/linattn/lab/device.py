@@ -40,6 +40,17 @@ def choose_device(preferred=None, *, verbose=True):
     return device
 
 
+def supports_bfloat16(device):
+    """Whether `device` runs bfloat16 in hardware: a CUDA GPU of compute capability 8.0 (Ampere) or newer.
+
+    `torch.cuda.is_bf16_supported()` also answers True on a T4 (capability 7.5), where bfloat16 is
+    emulated and SDPA falls back to its math kernel, so the capability decides. CPUs: False (the lab
+    measures half precision on GPUs only).
+    """
+    device = torch.device(device)
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def synchronize(device=None):
     """Wait for queued GPU work: on `device`, or with None on the current CUDA device once CUDA is in
     use. Nothing to wait for on a CPU."""

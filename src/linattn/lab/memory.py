@@ -31,13 +31,19 @@ def softmax_attention_bytes(batch, seq_len, dim, *, heads=1, dtype=torch.float32
 
 
 def available_bytes(device):
-    """Free memory on `device` (or $LINATTN_MEMORY_BUDGET when set)."""
+    """Free memory on `device` (or $LINATTN_MEMORY_BUDGET when set).
+
+    On a CUDA GPU, memory that PyTorch's caching allocator holds but no tensor uses counts as free:
+    `torch.cuda.mem_get_info` reports it as taken, yet PyTorch hands it out again before asking the
+    driver for more. Without it a sweep that runs N upwards would skip sizes that fit.
+    """
     if os.environ.get(BUDGET_VARIABLE):
         return int(float(os.environ[BUDGET_VARIABLE]))
     device = torch.device(device)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return free
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return free + max(cached, 0)
     try:
         with open("/proc/meminfo") as f:
             for line in f:

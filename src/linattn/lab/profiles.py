@@ -16,6 +16,7 @@ class Profile:
     repeats: int          # timed runs per point
     slider_lens: tuple    # the positions of sequence-length sliders
     description: str
+    time_budget: float | None = None   # seconds of timed runs per point in a chapter's live sweep (None: all repeats)
 
 
 PROFILES = {
@@ -23,11 +24,14 @@ PROFILES = {
                   slider_lens=(64, 256), description="the smallest sizes, for continuous integration"),
     "cpu": Profile("cpu", batch=4, dim=64, seq_lens=(128, 256, 512, 1024, 2048), repeats=10,
                    slider_lens=(128, 256, 512, 1024, 2048),
-                   description="a reduced sweep for a laptop CPU"),
-    # The original experiment: one layer, d = 64, batch 32, N from 128 to 6000, 100 repetitions.
+                   description="a reduced sweep for a laptop CPU", time_budget=10.0),
+    # The blog's setup (Maddrell-Mander, "Linear Attention Is All You Need", Towards Data Science, 2 June
+    # 2024), not the paper's: one layer, d = 64, batch 32, N from 128 to 6000, 100 repetitions, on a T4.
+    # The paper's own benchmark (§4.1.2) has its sizes in linattn.lab.paper_benchmark.
     "gpu": Profile("gpu", batch=32, dim=64, seq_lens=(128, 256, 512, 1024, 2048, 4096, 6000), repeats=100,
                    slider_lens=(128, 512, 1024, 2048, 4096, 6000),
-                   description="the original experiment's sizes (batch 32, d = 64, N up to 6000)"),
+                   description="the blog's setup (Maddrell-Mander 2024): batch 32, d = 64, N up to 6000",
+                   time_budget=2.0),   # a Colab T4 runs Chapter 6's live sweep in about 80 s (lab.sweep_time)
 }
 
 

@@ -3,6 +3,7 @@ close linear attention comes to what the roofline allows. Chapter 6 and `python 
 
 A payload is {"environment": ..., "settings": ..., "records": [...]}, as `linattn.lab.bench` writes it.
 """
+import math
 from dataclasses import dataclass
 
 from .baselines import IMPLEMENTATIONS, linear_cost
@@ -19,6 +20,20 @@ def series(records, name, dtype="float32"):
     rows = sorted((r["seq_len"], r["median_s"], r["iqr_s"]) for r in records
                   if r["implementation"] == name and r["dtype"] == dtype and not r.get("skipped"))
     return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def loglog_slope(xs, ys):
+    """The least-squares slope of log y against log x: the exponent p in y ~ x^p."""
+    if len(xs) != len(ys) or len(xs) < 2:
+        raise ValueError(f"need at least two (x, y) pairs of matching length, got {len(xs)} and {len(ys)}")
+    if any(x <= 0 for x in xs) or any(y <= 0 for y in ys):
+        raise ValueError("a log-log slope needs positive values")
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    spread = sum((x - mx) ** 2 for x in lx)
+    if spread == 0:
+        raise ValueError("a log-log slope needs at least two different x")
+    return sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / spread
 
 
 @dataclass(frozen=True)
@@ -146,3 +161,16 @@ def summary_lines(payload):
             n = max(gaps)
             lines.append(f"  linear (linattn) at N = {n}: {gaps[n]:.2f}x its roofline floor")
     return lines
+
+
+def check_targets(ratios, targets):
+    """{ratio name: (holds, message)} for each target {name: (">=" or "<=", bound, meaning)}."""
+    missing = set(targets) - set(ratios)
+    if missing:
+        raise ValueError(f"ratios lack {sorted(missing)}")
+    verdicts = {}
+    for name, (comparison, bound, meaning) in targets.items():
+        value = ratios[name]
+        holds = value >= bound if comparison == ">=" else value <= bound
+        verdicts[name] = (holds, f"{meaning}: measured {value:.3g} ({comparison} {bound:.3g})")
+    return verdicts
