@@ -25,7 +25,7 @@ from .lab.results import load_results, save_results
 from .lab.roofline import Roofline, measure_roofline
 from .lab.timing import Timing, time_call
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "softmax_attention", "linear_attention",

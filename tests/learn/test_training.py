@@ -1,4 +1,6 @@
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -110,3 +112,27 @@ def test_torch_threads_sets_and_restores():
         with pytest.raises(ValueError, match="threads"):
             with torch_threads(bad):
                 pass
+
+
+def test_training_runs_where_tqdm_is_missing():
+    """linattn installed with --no-deps may find no tqdm: learn must import and train without it."""
+    script = """
+import sys
+class NoTqdm:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tqdm" or name.startswith("tqdm."):
+            raise ImportError("no tqdm here")
+sys.meta_path.insert(0, NoTqdm())
+from linattn.learn import experiments
+from linattn.learn.model import TinyTransformer
+from linattn.learn.tasks import CopyTask
+from linattn.learn.training import train
+task = CopyTask(length=3, num_symbols=4)
+model = TinyTransformer(task.vocab_size, task.seq_len, d_model=8, head_dim=4)
+run = train(model, task, steps=2, batch_size=2, progress=True)
+assert len(run.losses) == 2 and "tqdm" not in sys.modules
+print("trained without tqdm")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "trained without tqdm" in proc.stdout

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 
-from ..lab.device import choose_device
 from ..feature_maps import FEATURE_MAPS, PerformerFeatures, get_feature_map
-from .model import TinyTransformer
+from ..lab.device import choose_device
 from ..lab.results import save_results
+from .model import TinyTransformer
 from .tasks import CopyTask, RecallTask, TaskMixture
-from .training import evaluate, train
+from .training import evaluate, tqdm, train
 
 PERFORMER_FEATURES_PER_DIM = 4
 DATA_DIR = Path("book") / "data"  # relative to the repository root, where the command runs

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:   # linattn installed with --no-deps where tqdm is missing: no progress bars
+    def tqdm(iterable, **_):
+        return iterable
 
 from .tasks import IGNORE
 from ..validation import check_positive_int
