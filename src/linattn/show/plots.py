@@ -4,27 +4,14 @@ import math
 import matplotlib.pyplot as plt
 from matplotlib.ticker import NullFormatter
 
+from ..lab.report import loglog_slope  # noqa: F401  (one definition; chapters call plots.loglog_slope)
+
 # Okabe & Ito's palette, distinguishable with the common forms of colour blindness.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
 
 def use_palette():
     plt.rcParams["axes.prop_cycle"] = plt.cycler(color=PALETTE)
-
-
-def loglog_slope(xs, ys):
-    """Least-squares slope of log(y) against log(x): the exponent p in y ~ x^p."""
-    if len(xs) != len(ys) or len(xs) < 2:
-        raise ValueError(f"need at least two matching points, got {len(xs)} x and {len(ys)} y values")
-    if min(xs) <= 0 or min(ys) <= 0:
-        raise ValueError("log-log slope needs positive values")
-    lx = [math.log(x) for x in xs]
-    ly = [math.log(y) for y in ys]
-    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    sxx = sum((x - mx) ** 2 for x in lx)
-    if sxx == 0:
-        raise ValueError("log-log slope needs at least two distinct x values")
-    return sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / sxx
 
 
 def plot_scaling(ax, xs, ys, *, label, yerr=None, marker="o", **kwargs):
