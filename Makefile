@@ -26,7 +26,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 book: setup
-	$(BIN)/jupyter-book build . --all -W -n --keep-going
+	LINATTN_RECORD_RUNTIMES=1 $(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "The book is at file://$(abspath _build/html/index.html)"
 
 test: setup browser-deps

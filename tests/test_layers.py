@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 import linattn
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[1]
 
 CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
 SUBPACKAGES = {"fast", "lab", "learn", "show"}

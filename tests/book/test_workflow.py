@@ -1,11 +1,12 @@
 """Publishing: the GitHub Actions workflow (which cannot run here, so its structure is checked),
 the parts of _config.yml a published book needs, and the licence files."""
 import re
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 WORKFLOW = ROOT / ".github" / "workflows" / "book.yml"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
