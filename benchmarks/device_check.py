@@ -114,10 +114,11 @@ def run(args):
 
     paper_file = out / paper_benchmark.default_output(device)
     paper_status = bench.main(["--protocol", "paper", "--device", str(device), "--no-progress",
-                               "--output", str(paper_file), *(["--profile", "ci"] if args.quick else [])])
+                               "--output", str(paper_file), *sweep])
 
     generation_file = out / bench.default_output(device).replace("bench_", "generation_", 1)
     generation_status = generation_bench.main(["--device", str(device), "--profile", "ci" if args.quick else "gpu",
+                                               *([] if args.quick else ["--repeats", "5"]),
                                                "--output", str(generation_file)])
 
     sizes = dict(batch=2, seq_len=256, dim=16, repeats=1) if args.quick else dict(batch=8, seq_len=4096, dim=64)
