@@ -43,3 +43,14 @@ def built_book():
     log = proc.stdout + proc.stderr
     (out / "build.log").write_text(log)
     return BuiltBook(out / "_build" / "html", log, proc.returncode)
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread (tiny sizes gain nothing from threads, and on a busy machine each
+    threaded operation can wait), then restore the count; tests on several cores set their own."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,13 +11,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "causal_grad_bench
 TINY = ["--batch", "2", "--seq-len", "96", "--dim", "8", "--repeats", "2", "--min-sample-s", "0.0001"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny sizes gain nothing from threads (and on a busy machine each threaded operation can wait)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

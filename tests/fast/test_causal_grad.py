@@ -10,12 +10,7 @@ from linattn.fast.causal_grad import causal_elu_linear_attention
 from linattn.fast.phi import elu_plus_one_differentiable
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def qkv(*shape, d=6, d_v=5, dtype=torch.float64, seed=0):

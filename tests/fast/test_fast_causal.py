@@ -10,13 +10,7 @@ from linattn.fast.causal import (chunk_loop_causal_linear_attention, elu_plus_on
 ENTRIES = ["fused", "chunk_loop"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Most tests run the chunk loop on one thread; the ones on several cores set their own count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
