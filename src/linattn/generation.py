@@ -18,14 +18,14 @@ from .validation import accumulation_dtype, check_eps, check_scale, check_tensor
 def _check_token(q_t, k_t, v_t):
     for name, t in (("q_t", q_t), ("k_t", k_t), ("v_t", v_t)):
         check_tensor(name, t, min_dim=1)
-    shapes = describe(q_t=q_t, k_t=k_t, v_t=v_t)
     if q_t.shape[-1] != k_t.shape[-1]:
-        raise ValueError(f"q_t and k_t need the same feature size d; got {shapes}")
+        raise ValueError(f"q_t and k_t need the same feature size d; got {describe(q_t=q_t, k_t=k_t, v_t=v_t)}")
     if not (q_t.shape[:-1] == k_t.shape[:-1] == v_t.shape[:-1]):
-        raise ValueError(f"q_t, k_t and v_t need the same leading (batch, head) dimensions; got {shapes}")
+        raise ValueError("q_t, k_t and v_t need the same leading (batch, head) dimensions; "
+                         f"got {describe(q_t=q_t, k_t=k_t, v_t=v_t)}")
     if not (q_t.dtype == k_t.dtype == v_t.dtype) or not (q_t.device == k_t.device == v_t.device):
         raise ValueError(f"q_t, k_t and v_t need one dtype and device; got {q_t.dtype}/{q_t.device}, "
-                         f"{k_t.dtype}/{k_t.device}, {v_t.dtype}/{v_t.device} for {shapes}")
+                         f"{k_t.dtype}/{k_t.device}, {v_t.dtype}/{v_t.device} for {describe(q_t=q_t, k_t=k_t, v_t=v_t)}")
 
 
 def _nbytes(*tensors):
@@ -122,6 +122,14 @@ class KVCache:
         self._keys, self._values = k.clone(), v.clone()
         self.length = k.shape[-2]
 
+    @classmethod
+    def _empty_for(cls, k_t, v_t):
+        """An empty cache shaped for tokens k_t (..., d), v_t (..., d_v) that the caller has checked."""
+        cache = cls.__new__(cls)
+        cache._keys, cache._values = k_t.unsqueeze(-2)[..., :0, :].clone(), v_t.unsqueeze(-2)[..., :0, :].clone()
+        cache.length = 0
+        return cache
+
     @property
     def keys(self):
         return self._keys[..., :self.length, :]
@@ -156,7 +164,7 @@ def softmax_attention_step(cache, q_t, k_t, v_t, *, scale=None):
     else:
         check_scale(scale)
     if cache is None:
-        cache = KVCache(k_t.unsqueeze(-2)[..., :0, :], v_t.unsqueeze(-2)[..., :0, :])
+        cache = KVCache._empty_for(k_t, v_t)
     if not isinstance(cache, KVCache):
         raise ValueError(f"cache must be None or a KVCache, got {type(cache).__name__}")
     keys, values = cache.keys, cache.values

@@ -4,6 +4,7 @@ out_i = sum_j sim(q_i, k_j) v_j / sum_j sim(q_i, k_j) (Nadaraya 1964; Watson 196
 Softmax attention is the case sim(q, k) = exp(q . k / sqrt(d)). A similarity takes q (..., N, d) and
 k (..., M, d) and returns the (..., N, M) matrix of sim(q_i, k_j).
 """
+import functools
 import math
 
 import torch
@@ -21,34 +22,53 @@ def _check_qk(q, k):
         raise ValueError(f"q and k need one dtype and device; got {q.dtype} on {q.device}, {k.dtype} on {k.device}")
 
 
+def _checks_qk(similarity):
+    """The public similarity checks q and k; `attention_weights`, which has checked them, calls
+    `.unchecked` so that no tensor is checked twice on one call."""
+    @functools.wraps(similarity)
+    def checked(q, k, **options):
+        _check_qk(q, k)
+        return similarity(q, k, **options)
+
+    checked.unchecked = similarity
+    return checked
+
+
+def _unchecked(sim):
+    if isinstance(sim, functools.partial) and hasattr(sim.func, "unchecked"):
+        return functools.partial(sim.func.unchecked, *sim.args, **sim.keywords)
+    return getattr(sim, "unchecked", sim)
+
+
 def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ValueError(f"{name} must be a finite positive number, got {value!r}")
 
 
+@_checks_qk
 def dot_similarity(q, k):
     """q . k: the raw dot product. Negative for vectors pointing apart, so not a valid weight."""
-    _check_qk(q, k)
     return q @ k.transpose(-2, -1)
 
 
+@_checks_qk
 def exp_similarity(q, k, *, temperature=None):
     """exp(q . k / temperature); temperature sqrt(d) by default, which makes softmax attention."""
-    _check_qk(q, k)
     temperature = math.sqrt(q.shape[-1]) if temperature is None else temperature
     _check_positive("temperature", temperature)
     return torch.exp(q @ k.transpose(-2, -1) / temperature)
 
 
+@_checks_qk
 def polynomial_similarity(q, k, *, degree=2, offset=0.0):
     """(q . k + offset)^degree. Non-negative for every input only when the degree is even."""
-    _check_qk(q, k)
     check_positive_int("degree", degree)
     if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
         raise ValueError(f"offset must be a finite number, got {offset!r}")
     return (q @ k.transpose(-2, -1) + offset) ** degree
 
 
+@_checks_qk
 def gaussian_similarity(q, k, *, bandwidth=None):
     """exp(-|q - k|^2 / (2 bandwidth^2)), the Gaussian (RBF) kernel; bandwidth d^(1/4) by default.
 
@@ -56,7 +76,6 @@ def gaussian_similarity(q, k, *, bandwidth=None):
     with the default s = sqrt(d) it is softmax's similarity times a factor per query (which the
     normaliser cancels) and a factor per key, so it equals softmax attention when keys share a norm.
     """
-    _check_qk(q, k)
     bandwidth = q.shape[-1] ** 0.25 if bandwidth is None else bandwidth
     _check_positive("bandwidth", bandwidth)
     # |q - k|^2 expanded, so no N x M x d tensor; rounding can dip below 0, hence the clamp.
@@ -68,8 +87,8 @@ def feature_map_similarity(feature_map):
     """The similarity phi(q) . phi(k) of a feature map (a name such as "elu", or a callable)."""
     named, phi = get_feature_map(feature_map), trusted_feature_map(feature_map)
 
+    @_checks_qk
     def similarity(q, k):
-        _check_qk(q, k)
         return apply_feature_map(phi, q, "q") @ apply_feature_map(phi, k, "k").transpose(-2, -1)
 
     similarity.__name__ = f"feature_map_similarity({getattr(named, '__name__', repr(named))})"
@@ -89,7 +108,7 @@ def attention_weights(q, k, sim, *, allow_negative=False):
     if not callable(sim):
         raise ValueError(f"sim must be a callable sim(q, k), got {type(sim).__name__}")
     _check_qk(q, k)
-    scores = sim(q, k)
+    scores = _unchecked(sim)(q, k)
     expected = (*q.shape[:-1], k.shape[-2])
     if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != expected:
         got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__

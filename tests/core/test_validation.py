@@ -1,4 +1,5 @@
 """Argument checks: the positive-int check the package shares, and every argument checked once per call."""
+import functools
 import sys
 
 import pytest
@@ -107,3 +108,30 @@ def test_the_probe_sees_a_repeated_check():
     q, k, v = qkv()
     made = checks_made(lambda: (validation.check_qkv(q, k, v), linattn.relu_features(q)))
     assert [ids[1] for check, ids in made if check == "check_tensor"].count(id(q)) == 2
+
+
+SMOOTHER_CALLS = {
+    "weights, exp": lambda q, k, v: linattn.attention_weights(q, k, linattn.exp_similarity),
+    "weights, gaussian with a bandwidth": lambda q, k, v: linattn.attention_weights(
+        q, k, functools.partial(linattn.gaussian_similarity, bandwidth=2.0)),
+    "smoother, polynomial": lambda q, k, v: linattn.kernel_smoother(q, k, v, linattn.polynomial_similarity),
+    "smoother, a feature map": lambda q, k, v: linattn.kernel_smoother(q, k, v, linattn.feature_map_similarity("elu")),
+    "softmax step on an empty cache": lambda q, k, v: linattn.softmax_attention_step(
+        None, q[..., 0, :], k[..., 0, :], v[..., 0, :]),
+}
+
+
+@pytest.mark.parametrize("name", SMOOTHER_CALLS)
+def test_kernel_smoothers_and_steps_check_each_tensor_once(name):
+    q, k, v = qkv()
+    made = checks_made(lambda: SMOOTHER_CALLS[name](q, k, v))
+    tensors = [ids[1] for check, ids in made if check == "check_tensor"]   # slices count as new tensors
+    assert tensors and len(tensors) == len(set(tensors)) <= 3, f"more checks than tensors passed in: {made}"
+
+
+def test_a_similarity_called_alone_still_checks_its_arguments():
+    q, k, _ = qkv()
+    with pytest.raises(ValueError, match="same leading dimensions"):
+        linattn.exp_similarity(q, k[..., :3])
+    with pytest.raises(ValueError, match="same leading dimensions"):
+        linattn.feature_map_similarity("elu")(q, k[..., :3])
