@@ -224,3 +224,54 @@ def test_before_after_writes_the_ratio_beside_the_tuned_bar():
         chapter_plots.before_after({"phi": (("elu", 0.0), ("exp2", 1e-3))}, title="t")
     with pytest.raises(ValueError):
         chapter_plots.before_after({}, title="t")
+
+
+def gradient_bench_payload():
+    timings = {name: {"median_s": seconds} for name, seconds in (
+        ("forward", 0.030), ("function_forward", 0.020), ("function_forward_backward", 0.064),
+        ("autograd_forward_backward", 0.094))}
+    record = {"sizes": {"batch": 8, "seq_len": 4096, "dim": 64}, "dtype": "float32", "threads": 2, "timings": timings,
+              "inputs_bytes": 100, "peak_bytes": {"function_forward_backward": 240, "autograd_forward_backward": 470},
+              "ratios": {"function_forward_backward_over_forward": 0.064 / 0.030,
+                         "function_forward_backward_over_function_forward": 0.064 / 0.020}}
+    return {"date": "2026-01-02T03:04:05", "environment": {"hardware": "Test CPU", "torch": "2.x"},
+            "records": [record]}
+
+
+def test_gradient_bench_lines_name_each_forward_and_both_ratios():
+    lines, ratios = chapter_plots.gradient_bench_lines(gradient_bench_payload())
+    text = "\n".join(lines)
+    assert lines[0].startswith("stored 2026-01-02: Test CPU, 2 threads") and "N = 4096" in lines[0]
+    assert "linear_attention(causal=True), no gradients" in text and "gradients on (the Function's own)" in text
+    assert "extra peak 2.40x the inputs" in text and "extra peak 4.70x the inputs" in text
+    assert lines[-2].endswith("2.13x") and "at inference" in lines[-2]
+    assert lines[-1].endswith("3.20x") and "own forward" in lines[-1]
+    assert ratios["function_forward_backward_over_function_forward"] == pytest.approx(3.2)
+    broken = gradient_bench_payload()
+    del broken["records"][0]["ratios"]["function_forward_backward_over_function_forward"]
+    with pytest.raises(ValueError, match="ratios lack"):
+        chapter_plots.gradient_bench_lines(broken)
+
+
+def test_sweep_listing_counts_the_live_points_and_names_each_stored_file(tmp_path):
+    live = payload()
+    live["records"][0] = {**live["records"][0], "skipped": "too big"}
+    for i, r in enumerate(live["records"]):
+        r["repeats"] = 3 + i % 5
+    live["settings"]["time_budget_s"] = 2.0
+    stored = {**payload("Stored CPU"), "date": "2026-01-02T00:00:00"}
+    lines = chapter_plots.sweep_listing(live, [(tmp_path / "bench_cpu.json", stored)])
+    assert lines[0] == (f"live: {len(live['records']) - 1} points measured, 1 skipped, on Test device; "
+                        "time budget 2 s per point: 3 to 7 timed runs each")
+    assert lines[1].startswith("stored bench_cpu.json: Stored CPU, float32") and lines[1].endswith("N = 128..512, 2026-01-02")
+    assert lines[2].startswith("No GPU results are stored yet")
+    stored["environment"]["device"] = "cuda"
+    assert len(chapter_plots.sweep_listing(live, [(tmp_path / "bench_cuda.json", stored)])) == 2
+
+
+def test_ceiling_lines_set_the_measured_speedup_beside_its_ceiling():
+    lines = chapter_plots.ceiling_lines(payload(), "float32")
+    assert len(lines) == 6 and lines[0].startswith("  vs naive softmax at N = 512")
+    assert "measured 4.0x, ceiling" in lines[1]
+    assert lines[3].startswith("  vs SDPA [flash (CPU)] at N = 512")
+    assert chapter_plots.ceiling_lines(payload(with_roofline=False), "float32") == []

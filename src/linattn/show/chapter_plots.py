@@ -1,11 +1,15 @@
-"""The figures of Chapters 5 and 6 and the CPU appendix, drawn from what their cells measured.
+"""The figures of Chapters 5 and 6 and the CPU appendix, drawn from what their cells measured, and the
+longer printouts of stored results.
 
-Each function takes measurements (the dicts of linattn.lab.causal_benchmark, a benchmark payload of
-linattn.lab.bench, or plain {name: seconds}) and returns a matplotlib Figure; those shown inside a
-slider return (Figure, alt text). The chapters keep the measuring in view and the drawing here.
+Each figure function takes measurements (the dicts of linattn.lab.causal_benchmark, a benchmark payload
+of linattn.lab.bench, or plain {name: seconds}) and returns a matplotlib Figure; those shown inside a
+slider return (Figure, alt text). Each *_lines function returns the lines a cell prints. The chapters
+keep the measuring in view and the drawing and formatting here.
 
-Chapter 5   causal_sweep, chunk_size_view, gradient_memory, generation_runs, error_by_position
-Chapter 6   sweep_times, memory_scaling, roofline_rows, stored_bars, live_bars, paper_rows
+Chapter 5   causal_sweep, chunk_size_view, gradient_memory, gradient_bench_lines, generation_runs,
+            error_by_position
+Chapter 6   sweep_listing, sweep_times, memory_scaling, roofline_rows, stored_bars, live_bars, paper_rows,
+            ceiling_lines
 Appendix    step_bars, before_after
 """
 import math
@@ -143,6 +147,35 @@ def gradient_memory(peaks, inputs, *, title):
     return fig, slopes
 
 
+def gradient_bench_lines(payload):
+    """The stored causal-gradient benchmark (benchmarks/causal_grad_bench.py) as lines to print: its setting,
+    the median time of each call, and forward + backward through eqs. 13-15 over each of the two forwards
+    it was timed against, each named: the forward a reader runs at inference (`linear_attention(causal=True)`
+    without gradients) and the Function's own forward with gradients on.
+
+    Returns (lines, ratios), ratios being the record's stored {name: ratio}.
+    """
+    _require(payload.get("records"), "the payload holds no benchmark record")
+    record, env = payload["records"][0], payload["environment"]
+    sizes, ratios = record["sizes"], record["ratios"]
+    wanted = ("function_forward_backward_over_forward", "function_forward_backward_over_function_forward")
+    _require(all(key in ratios for key in wanted), f"the record's ratios lack one of {wanted}")
+    seconds = {name: timing["median_s"] for name, timing in record["timings"].items()}
+    over_inputs = {name: peak / record["inputs_bytes"] for name, peak in record["peak_bytes"].items()}
+    lines = [f"stored {payload['date'][:10]}: {env['hardware']}, {record['threads']} threads, torch {env['torch']}, "
+             f"{record['dtype']}, B = {sizes['batch']}, N = {sizes['seq_len']}, d = {sizes['dim']}; median times"]
+    for name, what in (("forward", "forward at inference: linear_attention(causal=True), no gradients"),
+                       ("function_forward", "forward of eqs. 13-15, gradients on (the Function's own)"),
+                       ("function_forward_backward", "forward + backward, eqs. 13-15"),
+                       ("autograd_forward_backward", "forward + backward, autograd through the chunked form")):
+        peak = f"; extra peak {over_inputs[name]:.2f}x the inputs" if name in over_inputs else ""
+        lines.append(f"  {what:66s} {seconds[name] * 1e3:7.1f} ms{peak}")
+    lines += ["forward + backward through eqs. 13-15",
+              f"  over the forward at inference (no gradients):       {ratios[wanted[0]]:.2f}x",
+              f"  over the Function's own forward (gradients on):     {ratios[wanted[1]]:.2f}x"]
+    return lines, ratios
+
+
 def error_by_position(errors, *, title):
     """Relative error at each position, log scale, one line per way of keeping the state.
 
@@ -162,6 +195,27 @@ def error_by_position(errors, *, title):
 
 
 # ---- Chapter 6 -------------------------------------------------------------------------------------
+
+def sweep_listing(live, found):
+    """What the live sweep measured and which stored sweeps lie beside it, a line each.
+
+    `live` is a payload of linattn.lab.bench.run_benchmark, `found` the [(path, payload)] of find_results.
+    """
+    records = live["records"]
+    measured = [r for r in records if not r["skipped"]]
+    budget = live["settings"].get("time_budget_s")
+    runs = sorted(r["repeats"] for r in measured)
+    spread = f"{runs[0]} to {runs[-1]} timed runs each" if runs else "no timed runs"
+    lines = [f"live: {len(measured)} points measured, {len(records) - len(measured)} skipped, on "
+             f"{live['environment']['hardware']}; time budget {f'{budget:g} s' if budget else 'none'} per point: {spread}"]
+    for path, payload in found:
+        lens = payload["settings"]["seq_lens"]
+        lines.append(f"stored {path.name}: {report.describe(payload, 'float32')}, N = {min(lens)}..{max(lens)}, "
+                     f"{payload['date'][:10]}")
+    if not any(payload["environment"]["device"] == "cuda" for _, payload in found):
+        lines.append("No GPU results are stored yet: run the command above on a GPU and drop the file into book/data/.")
+    return lines
+
 
 def _times_panel(ax, payload, dtype, causal):
     for name, impl in IMPLEMENTATIONS.items():
@@ -313,6 +367,26 @@ def paper_rows(rows):
             ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def ceiling_lines(payload, dtype, slows=("softmax", "sdpa")):
+    """Linear attention's measured speedup over each slower method at the largest N both ran, beside its
+    ceiling (linattn.lab.report.ceilings) and what 100x would take, a few lines per method."""
+    lines = []
+    for slow in slows:
+        found = report.ceilings(payload, dtype, slow)
+        if not found:
+            continue
+        n = max(found)
+        measured, ceiling = found[n]
+        eta = report.efficiency(payload, slow, dtype, n)
+        lines += [f"  vs {report.label(payload, slow, dtype)} at N = {n} ({eta:.0%} of the peak):",
+                  f"    measured {measured:.1f}x, ceiling {ceiling:.1f}x ({measured / ceiling:.0%} of it)"]
+        if ceiling >= 100:
+            lines.append(f"    100x needs linear attention within {ceiling / 100:.2f}x of its floor")
+        else:
+            lines.append(f"    100x is out of reach at N = {n} for any linear attention here")
+    return lines
 
 
 # ---- the CPU appendix ------------------------------------------------------------------------------
