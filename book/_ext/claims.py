@@ -167,7 +167,8 @@ def read_generation(payload, *, measure, fast, slow):
         return None
     ratios = ", ".join(f"{rate[fast, n][0] / rate[slow, n][0]:.1f}× at prompt {n}" + (
         f" (batches {rate[fast, n][1]} and {rate[slow, n][1]})" if measure == "throughput" else "") for n in lengths)
-    what = "latency at batch 1" if measure == "latency" else "throughput at the largest batch that fits"
+    what = ("latency at batch 1 (at one sequence, also the throughput ratio)" if measure == "latency"
+            else "throughput at the largest batch that fits")
     return f"{_stored(payload)}, {what}: {fast}'s tokens per second over {slow}'s: {ratios}"
 
 

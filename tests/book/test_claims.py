@@ -117,6 +117,58 @@ def test_chapters_quote_registered_values_with_the_role(path):
     assert not typed, f"{path.name} types registered values instead of quoting them:\n" + "\n".join(typed)
 
 
+
+# ---- numbers typed in code cells ----------------------------------------------------------------
+# A code cell that computes with a quoted number types it on a line marked `# claim: <id>`; every
+# number literal on that line must be one the claim's entry holds, so the two cannot drift apart.
+
+ANNOTATION = re.compile(r"#\s*claim:\s*([\w-]+)")
+LITERAL = re.compile(r"(?<![\w.])(\d[\d_]*(?:\.\d+)?)(?:e[+-]?\d+)?(?![\w.])")
+
+
+def registered_numbers(claim):
+    """The text of a claim's value, quote, conditions and number, without thousands separators."""
+    text = " ".join(str(claim.get(field) or "") for field in ("value", "quote", "conditions", "number"))
+    return re.sub(r"(?<=\d)[,\u2009\u202f](?=\d{3})", "", text)
+
+
+def annotation_problems(source):
+    problems = []
+    for line in source.splitlines():
+        marked = ANNOTATION.search(line)
+        if not marked:
+            continue
+        claim = CLAIMS.get(marked.group(1))
+        if claim is None:
+            problems.append(f"{line.strip()!r}: no claim {marked.group(1)!r} is registered")
+            continue
+        code, text = line[:marked.start()], registered_numbers(claim)
+        for number in LITERAL.findall(code):
+            mantissa = number.replace("_", "")
+            if not re.search(rf"(?<![\d.]){re.escape(mantissa)}(?![\d])", text):
+                problems.append(f"{line.strip()!r}: {mantissa} is not in claim {claim['id']!r}")
+    return problems
+
+
+def test_the_annotation_check_catches_a_drifted_number():
+    assert annotation_problems("BLOG_CLAIM = 60   # claim: blog-speedup") == []
+    assert annotation_problems("LAST = 4096  # claim: paper-softmax-limit") == []
+    assert annotation_problems("BLOG_CLAIM = 61   # claim: blog-speedup") != []
+    assert annotation_problems("X = 1   # claim: no-such-claim") != []
+    assert annotation_problems("X = 61  # an ordinary comment") == []
+
+
+def test_numbers_typed_in_code_cells_match_their_claims():
+    problems, marked = [], 0
+    for path in NOTEBOOKS:
+        for i, cell in enumerate(json.loads(path.read_text(encoding="utf8"))["cells"]):
+            if cell["cell_type"] == "code":
+                source = "".join(cell["source"])
+                marked += len(ANNOTATION.findall(source))
+                problems += [f"{path.name} cell {i}: {p}" for p in annotation_problems(source)]
+    assert marked, "no code line is marked `# claim: <id>`"
+    assert not problems, "\n".join(problems)
+
 def test_readers_turn_a_stored_benchmark_into_sentences(tmp_path):
     from linattn.lab.results import save_results
     records = [{"implementation": name, "dtype": "float32", "seq_len": n, "median_s": t, "iqr_s": 0.0,
@@ -169,7 +221,7 @@ def test_readers_of_the_paper_protocol_and_of_generation():
         for measure, method, batch, rate in (("latency", "linear", 1, 300.0), ("latency", "kv_cache", 1, 100.0),
                                              ("throughput", "linear", 64, 900.0), ("throughput", "kv_cache", 32, 100.0))]}
     assert claims.read_generation(generation, measure="latency", fast="linear", slow="kv_cache").endswith(
-        "latency at batch 1: linear's tokens per second over kv_cache's: 3.0× at prompt 256")
+        "latency at batch 1 (at one sequence, also the throughput ratio): linear's tokens per second over kv_cache's: 3.0× at prompt 256")
     assert "9.0× at prompt 256 (batches 64 and 32)" in claims.read_generation(
         generation, measure="throughput", fast="linear", slow="kv_cache")
     assert claims.read_generation(generation, measure="latency", fast="linear", slow="recompute") is None
