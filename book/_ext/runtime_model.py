@@ -102,7 +102,8 @@ def _bench_work(name, b, n, d, dtype):
 
 def chapter6_points(profile, device):
     """The benchmark sweep (every contender, float32 and float16, every N) with its time budget per
-    point, and the roofline microbenchmarks it runs (a 8192^2 matmul and a 1 GiB copy, 7 calls each)."""
+    point, the roofline microbenchmarks it runs (a 8192^2 matmul and a 1 GiB copy, 7 calls each) and
+    its live run of the paper's protocol."""
     from linattn.lab.baselines import IMPLEMENTATIONS
     b, d, points = profile.batch, profile.dim, []
     for dtype_name, dtype in (("float32", torch.float32), ("float16", torch.float16)):
@@ -118,6 +119,26 @@ def chapter6_points(profile, device):
         matmul = 2 * 8192 ** 3 / device.peak_flops[dtype_name]
         copy = 2 * (1 << 30) / device.bandwidth
         points += [Point(matmul, calls=2, samples=5), Point(copy, calls=2, samples=5)]
+    return points + paper_protocol_points(profile, device)
+
+
+def paper_protocol_points(profile, device):
+    """Chapter 6's live run of the paper's protocol (linattn.lab.paper_benchmark, float32): per point a
+    peak-memory call, the timer's first call and its samples, as many as the time budget allows.
+    Forward plus backward is counted as three forwards (the backward does about twice the forward's work)."""
+    from linattn.lab.paper_benchmark import CONTENDERS, MIN_REPEATS, batch_for, paper_sizes, training_extra_bytes
+    sizes, points = paper_sizes(profile.name, live=True), []
+    for name in CONTENDERS:
+        for n in sizes.seq_lens:
+            b = batch_for(sizes.tokens, n)
+            backend = T4_SDPA_BACKEND if name == "sdpa" else None
+            needed = training_extra_bytes(name, b, n, sizes.dim, torch.float32, backend=backend)
+            if not device.fits(needed + 4 * vectors_bytes(b, n, sizes.dim, torch.float32)):
+                break                     # and every longer N, as the guard skips them
+            once = 3 * device.floor(_bench_work(name, b, n, sizes.dim, torch.float32), "float32")
+            budget = sizes.time_budget or float("inf")
+            samples = max(MIN_REPEATS, min(sizes.repeats, int(budget / max(once, TIMER_MIN_SAMPLE_S))))
+            points.append(Point(once, calls=2, samples=samples))
     return points
 
 

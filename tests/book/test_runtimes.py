@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "book" / "_ext"))
 import claims  # noqa: E402
 import runtime_model  # noqa: E402
 import runtimes  # noqa: E402
-from linattn.lab.baselines import softmax_cost  # noqa: E402
+from linattn.lab.baselines import linear_cost, softmax_cost  # noqa: E402
 from linattn.lab.profiles import PROFILES  # noqa: E402
 from linattn.lab.results import load_results  # noqa: E402
 
@@ -51,6 +51,19 @@ def test_points_that_would_not_fit_are_skipped():
     assert len(runtime_model.chapter6_points(PROFILES["gpu"], small)) < len(runtime_model.chapter6_points(
         PROFILES["gpu"], T4))
 
+
+
+def test_chapter_six_counts_its_live_run_of_the_paper_protocol():
+    from linattn.lab.paper_benchmark import CONTENDERS, paper_sizes
+    sizes = paper_sizes("gpu", live=True)
+    protocol = runtime_model.paper_protocol_points(PROFILES["gpu"], T4)
+    assert 0 < len(protocol) <= len(CONTENDERS) * len(sizes.seq_lens)
+    assert all(p in runtime_model.chapter6_points(PROFILES["gpu"], T4) for p in protocol)
+    linear_longest = linear_cost(1, sizes.seq_lens[-1], sizes.dim, torch.float32)   # batch 1 at N = 2^16
+    floor = 3 * max(linear_longest.flops / T4.peak_flops["float32"], linear_longest.bytes / T4.bandwidth)
+    assert any(p.seconds_per_call == pytest.approx(floor) for p in protocol)
+    small = runtime_model.Device("tiny", T4.peak_flops, T4.bandwidth, memory=256 << 20)
+    assert len(runtime_model.paper_protocol_points(PROFILES["gpu"], small)) < len(protocol)
 
 def test_estimates_add_the_fixed_part_or_say_why_there_is_none():
     swept = runtime_model.estimate(6, 10.0, CLAIMS)

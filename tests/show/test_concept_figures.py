@@ -186,4 +186,4 @@ def test_every_figure_is_shown_in_its_chapter():
     """Each figure has a captioned figure cell in its chapter (product_orders also drives Chapter 4's slider)."""
     shown = {(notebook[:4], name) for notebook, name, _, _ in figure_cells()}
     missing = [f"figures.{name}() in {chapter}" for name, chapter in CHAPTER_OF.items() if (chapter, name) not in shown]
-    assert not missing, f"figure cells still to add (drafts in /tmp/drafts/figures_chNN.md): {missing}"
+    assert not missing, f"figure cells still to add: {missing}"
