@@ -25,7 +25,8 @@ def _check_token(q_t, k_t, v_t):
                          f"got {describe(q_t=q_t, k_t=k_t, v_t=v_t)}")
     if not (q_t.dtype == k_t.dtype == v_t.dtype) or not (q_t.device == k_t.device == v_t.device):
         raise ValueError(f"q_t, k_t and v_t need one dtype and device; got {q_t.dtype}/{q_t.device}, "
-                         f"{k_t.dtype}/{k_t.device}, {v_t.dtype}/{v_t.device} for {describe(q_t=q_t, k_t=k_t, v_t=v_t)}")
+                         f"{k_t.dtype}/{k_t.device}, {v_t.dtype}/{v_t.device} "
+                         f"for {describe(q_t=q_t, k_t=k_t, v_t=v_t)}")
 
 
 def _nbytes(*tensors):

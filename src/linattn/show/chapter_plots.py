@@ -206,8 +206,9 @@ def sweep_listing(live, found):
     budget = live["settings"].get("time_budget_s")
     runs = sorted(r["repeats"] for r in measured)
     spread = f"{runs[0]} to {runs[-1]} timed runs each" if runs else "no timed runs"
+    per_point = f"{budget:g} s" if budget else "none"
     lines = [f"live: {len(measured)} points measured, {len(records) - len(measured)} skipped, on "
-             f"{live['environment']['hardware']}; time budget {f'{budget:g} s' if budget else 'none'} per point: {spread}"]
+             f"{live['environment']['hardware']}; time budget {per_point} per point: {spread}"]
     for path, payload in found:
         lens = payload["settings"]["seq_lens"]
         lines.append(f"stored {path.name}: {report.describe(payload, 'float32')}, N = {min(lens)}..{max(lens)}, "
