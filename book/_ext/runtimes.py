@@ -46,12 +46,9 @@ def format_seconds(seconds):
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def slug(text):
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
 def file_name(profile, environment):
-    return f"runtimes_{profile}_{environment['device']}_{slug(environment['hardware'])}.json"
+    from linattn.lab.results import hardware_slug
+    return f"runtimes_{profile}_{environment['device']}_{hardware_slug(environment['hardware'])}.json"
 
 
 def short_hardware(environment):

@@ -13,11 +13,9 @@ fixed, time and memory per sample (`linattn.lab.paper_benchmark`). Each point is
 that would not fit in memory is recorded as skipped, with the bytes it needs, instead of crashing.
 """
 import argparse
-import re
 import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 
@@ -30,7 +28,7 @@ from .paper_report import paper_summary_lines
 from .profiles import PROFILES, get_profile
 from .progress import NoProgressBar, tqdm
 from .report import summary_lines
-from .results import load_results, save_results
+from .results import default_filename, find_stored, load_results, save_results
 from .roofline import DTYPES, default_sizes, dtype_name, measure_roofline, parse_dtype
 from .timing import time_call
 
@@ -159,17 +157,14 @@ def _inputs_or_none(batch, n, dim, dtype, device, seed, log):
 
 def default_output(device):
     """bench_<device type>_<hardware>.json, e.g. bench_cuda_tesla-t4.json."""
-    device = torch.device(device)
-    slug = re.sub(r"[^a-z0-9]+", "-", hardware_name(device).lower()).strip("-")
-    return f"bench_{device.type}_{slug}.json"
+    return default_filename("bench", device)
 
 
 # ---- reading stored results -------------------------------------------------------------------
 
 def find_results(folder):
     """Every bench_*.json in `folder`, loaded and sorted by hardware name: [(path, payload), ...]."""
-    found = [(path, load_results(path)) for path in sorted(Path(folder).glob("bench_*.json"))]
-    return sorted(found, key=lambda item: item[1]["environment"]["hardware"])
+    return find_stored(folder, "bench")
 
 
 # ---- command line -----------------------------------------------------------------------------

@@ -15,20 +15,18 @@ longer one. Skipped points are recorded with the reason and the bytes or seconds
 
     python -m linattn.lab.bench --protocol paper --device cpu --output book/data/paper_protocol_cpu.json
 """
-import re
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from .baselines import backend_from_ops, get_implementation, recorded_ops, vectors_bytes
-from .device import hardware_name, synchronize
+from .device import synchronize
 from .memory import SAFETY_FRACTION, available_bytes, element_size, fits, format_bytes, peak_cuda_bytes
 from .peak_memory import PeakMemoryTracker
 from .progress import progress_bar
-from .results import load_results
+from .results import default_filename, find_stored
 from .roofline import dtype_name, parse_dtype
 from .timing import time_call
 
@@ -274,12 +272,9 @@ def _inputs_or_none(batch, n, dim, dtype, device, seed, log):
 
 def default_output(device):
     """paper_protocol_<device type>_<hardware>.json, e.g. paper_protocol_cpu_amd-epyc-2-threads.json."""
-    device = torch.device(device)
-    slug = re.sub(r"[^a-z0-9]+", "-", hardware_name(device).lower()).strip("-")
-    return f"paper_protocol_{device.type}_{slug}.json"
+    return default_filename("paper_protocol", device)
 
 
 def find_paper_results(folder):
     """Every paper_protocol_*.json in `folder`, loaded, sorted by hardware: [(path, payload), ...]."""
-    found = [(path, load_results(path)) for path in sorted(Path(folder).glob("paper_protocol_*.json"))]
-    return sorted(found, key=lambda item: item[1]["environment"]["hardware"])
+    return find_stored(folder, "paper_protocol")

@@ -1,9 +1,12 @@
 """Stored results: JSON files that carry the environment, date and settings beside the numbers."""
 import datetime
 import json
+import re
 from pathlib import Path
 
-from .device import environment
+import torch
+
+from .device import environment, hardware_name
 
 FORMAT_VERSION = 1
 
@@ -32,3 +35,20 @@ def load_results(path):
     if missing:
         raise ValueError(f"{path} is not a linattn results file: it lacks {sorted(missing)}")
     return payload
+
+
+def hardware_slug(text):
+    """A hardware name as a file-name part: 'AMD EPYC (2 threads)' -> 'amd-epyc-2-threads'."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def default_filename(prefix, device):
+    """<prefix>_<device type>_<hardware>.json for results measured on `device`."""
+    device = torch.device(device)
+    return f"{prefix}_{device.type}_{hardware_slug(hardware_name(device))}.json"
+
+
+def find_stored(folder, prefix):
+    """Every <prefix>_*.json in `folder`, loaded, sorted by hardware name: [(path, payload), ...]."""
+    found = [(path, load_results(path)) for path in sorted(Path(folder).glob(f"{prefix}_*.json"))]
+    return sorted(found, key=lambda item: item[1]["environment"]["hardware"])

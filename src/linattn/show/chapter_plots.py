@@ -399,13 +399,7 @@ def step_bars(times, floors, *, title):
     names = list(times)
     ax.barh(names, [times[n] for n in names], color=PALETTE[0], label="measured (median)")
     ax.scatter([floors[n] for n in names], names, marker="|", s=300, color="black", label="roofline floor")
-    ax.set_xscale("log")
-    ax.invert_yaxis()
-    ax.set(xlabel="seconds", title=title)
-    ax.title.set_fontsize(9)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish_time_bars(fig, ax, xlabel="seconds", title=title)
 
 
 def before_after(pairs, *, title):
@@ -422,9 +416,14 @@ def before_after(pairs, *, title):
         ax.annotate(f" {plain}", (slow, row - 0.2), va="center", fontsize=7)
         ax.annotate(f" {tuned}: {slow / fast:.1f}x", (fast, row + 0.2), va="center", fontsize=7)
     ax.set_yticks(range(len(pairs)), list(pairs))
+    return _finish_time_bars(fig, ax, xlabel="median time (s)", title=title)
+
+
+def _finish_time_bars(fig, ax, *, xlabel, title):
+    """Horizontal time bars: log time axis, first step on top, small title, legend bottom right."""
     ax.set_xscale("log")
     ax.invert_yaxis()
-    ax.set(xlabel="median time (s)", title=title)
+    ax.set(xlabel=xlabel, title=title)
     ax.title.set_fontsize(9)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
